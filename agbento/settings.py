@@ -1,0 +1,79 @@
+"""All runtime configuration: `AGBENTO_*` environment variables, parsed once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from functools import lru_cache
+
+DEMO_MODEL_NAME = "agbento-demo"
+
+
+class SettingsError(ValueError):
+    """An `AGBENTO_*` variable holds a value we cannot use."""
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the environment. Defaults serve a laptop."""
+
+    model: str = f"{DEMO_MODEL_NAME}:latest"
+    max_rows: int = 10_000
+    max_batch_size: int = 1_000
+    max_latency_ms: int = 10_000
+    request_timeout_s: int = 60
+    model_workers: int = 1
+    api_workers: int = 1
+    access_log: bool = False
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        log_level = env.get("AGBENTO_LOG_LEVEL", cls.log_level).upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise SettingsError(f"AGBENTO_LOG_LEVEL={log_level!r} is not a log level")
+        return cls(
+            model=env.get("AGBENTO_MODEL", "").strip() or cls.model,
+            max_rows=_int(env, "AGBENTO_MAX_ROWS", cls.max_rows),
+            max_batch_size=_int(env, "AGBENTO_MAX_BATCH_SIZE", cls.max_batch_size),
+            max_latency_ms=_int(env, "AGBENTO_MAX_LATENCY_MS", cls.max_latency_ms),
+            request_timeout_s=_int(env, "AGBENTO_REQUEST_TIMEOUT_S", cls.request_timeout_s),
+            model_workers=_int(env, "AGBENTO_MODEL_WORKERS", cls.model_workers),
+            api_workers=_int(env, "AGBENTO_API_WORKERS", cls.api_workers),
+            access_log=_bool(env, "AGBENTO_ACCESS_LOG", cls.access_log),
+            log_level=log_level,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,141 @@
+"""The BentoML model store: what train.py writes and what the service reads back."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bentoml
+
+from agbento.schema import FeatureSchema
+
+PREDICTOR_DIR = "predictor"
+
+
+class ModelNotFoundError(LookupError):
+    """The tag to serve is not in the local model store."""
+
+
+def directory_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under root, by relative path (the predictor is pickles: code)."""
+    digests: dict[str, str] = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file():
+            digests[path.relative_to(root).as_posix()] = hashlib.sha256(
+                path.read_bytes()
+            ).hexdigest()
+    return digests
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A stored model as the service sees it: tag, labels, metadata and where its files are."""
+
+    tag: str
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+    path: Path
+
+    @classmethod
+    def of(cls, model: bentoml.Model) -> ModelCard:
+        return cls(
+            tag=str(model.tag),
+            labels=dict(model.info.labels),
+            metadata=dict(model.info.metadata),
+            path=Path(model.path),
+        )
+
+    @property
+    def predictor_path(self) -> Path:
+        return self.path / PREDICTOR_DIR
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return FeatureSchema.from_dict(self.metadata["schema"])
+
+    @property
+    def problem_type(self) -> str:
+        return str(self.metadata["problem_type"])
+
+    @property
+    def is_classification(self) -> bool:
+        return self.problem_type in ("binary", "multiclass")
+
+    @property
+    def examples(self) -> list[dict[str, Any]]:
+        return list(self.metadata.get("examples", []))
+
+    def reference(self) -> dict[str, Any]:
+        """The short form every prediction answer carries."""
+        return {
+            "tag": self.tag,
+            "problem_type": self.problem_type,
+            "eval_metric": self.metadata.get("eval_metric"),
+        }
+
+    def info(self) -> dict[str, Any]:
+        """The long form for GET /model/info."""
+        meta = self.metadata
+        return {
+            "tag": self.tag,
+            "label": meta.get("label"),
+            "problem_type": self.problem_type,
+            "eval_metric": meta.get("eval_metric"),
+            "classes": meta["schema"]["label"].get("classes"),
+            "labels": self.labels,
+            "holdout_metrics": meta.get("holdout_metrics", {}),
+            "schema": meta.get("schema"),
+            "feature_importance": meta.get("feature_importance", {}),
+            "best_model": meta.get("best_model"),
+            "models": meta.get("models", []),
+            "leaderboard": meta.get("leaderboard", []),
+            "size_bytes": meta.get("size_bytes"),
+            "size_bytes_before_shrink": meta.get("size_bytes_before_shrink"),
+            "latency_ms": meta.get("latency_ms", {}),
+            "rows": meta.get("rows", {}),
+            "data_fingerprint": meta.get("data_fingerprint"),
+            "training": meta.get("training", {}),
+            "versions": meta.get("versions", {}),
+            "created_at": meta.get("created_at"),
+        }
+
+
+def load_card(reference: bentoml.models.BentoModel) -> ModelCard:
+    """The stored model a service refers to, with an error that says what to do."""
+    stored = reference.stored  # None when missing; never asks a remote store
+    if stored is None:
+        raise ModelNotFoundError(
+            f"model {str(reference.tag)!r} is not in the BentoML model store; train one with "
+            "`python train.py --demo` (or set AGBENTO_MODEL to a tag `bentoml models list` shows)"
+        )
+    return ModelCard.of(stored)
+
+
+def without_nulls(value: Any) -> Any:
+    """BentoML metadata refuses None: drop null entries (readers treat absent as null)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [without_nulls(v) for v in value if v is not None]
+    return value
+
+
+def save_model(
+    name: str, predictor_dir: Path, labels: dict[str, str], metadata: dict[str, Any]
+) -> ModelCard:
+    """Copy a (shrunk) predictor folder into the model store with its labels and metadata."""
+    metadata = {
+        **without_nulls(metadata),
+        "size_bytes": directory_size(predictor_dir),
+        "files_sha256": file_digests(predictor_dir),
+    }
+    with bentoml.models.create(name, labels=labels, metadata=metadata) as model:
+        shutil.copytree(predictor_dir, model.path_of(PREDICTOR_DIR))
+    return ModelCard.of(bentoml.models.get(model.tag))

@@ -1,0 +1,107 @@
+"""Train an AutoGluon tabular model, gate it, shrink it and store it for BentoML.
+
+    python train.py --demo
+    python train.py --data churn.csv --label churned --name churn --min-score roc_auc=0.8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from agbento.settings import DEMO_MODEL_NAME
+from agbento.training import (
+    DEMO_LABEL,
+    PROBLEM_TYPES,
+    PROFILES,
+    TrainConfig,
+    TrainingError,
+    parse_min_scores,
+    train,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Fit a TabularPredictor, gate it on a holdout, shrink it and save it "
+        "into the BentoML model store.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="training table (.csv or .parquet)")
+    source.add_argument(
+        "--demo", action="store_true", help="train the demo model on Palmer penguins (species)"
+    )
+    parser.add_argument("--label", help=f"label column (demo: {DEMO_LABEL})")
+    parser.add_argument("--name", default=DEMO_MODEL_NAME, help="model name in the store")
+    parser.add_argument("--problem-type", choices=PROBLEM_TYPES, help="default: inferred")
+    parser.add_argument("--eval-metric", help="AutoGluon metric name (default: AutoGluon's)")
+    parser.add_argument("--time-limit", type=int, default=120, help="fit seconds (120)")
+    parser.add_argument("--presets", default="medium_quality", help="AutoGluon presets")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="online",
+        help="online: boosted trees only, fast to score (default); "
+        "accuracy: AutoGluon's full model zoo",
+    )
+    parser.add_argument("--holdout-frac", type=float, default=0.2, help="holdout share (0.2)")
+    parser.add_argument(
+        "--min-score",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="quality gate, repeatable; scores are higher-is-better as AutoGluon reports them "
+        "(error metrics are negative: root_mean_squared_error=-300 means RMSE <= 300)",
+    )
+    parser.add_argument("--stage", default="staging", help="stage label (staging)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed (0)")
+    parser.add_argument("--verbose", action="store_true", help="AutoGluon's own fit log")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    label = args.label or (DEMO_LABEL if args.demo else None)
+    if label is None:
+        print("error: --label is required with --data", file=sys.stderr)
+        return 2
+    try:
+        config = TrainConfig(
+            label=label,
+            data=args.data,
+            demo=args.demo,
+            name=args.name,
+            problem_type=args.problem_type,
+            eval_metric=args.eval_metric,
+            time_limit=args.time_limit,
+            presets=args.presets,
+            profile=args.profile,
+            holdout_frac=args.holdout_frac,
+            min_scores=parse_min_scores(args.min_score),
+            seed=args.seed,
+            stage=args.stage,
+            verbosity=2 if args.verbose else 0,
+        )
+        result = train(config)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted, nothing saved", file=sys.stderr)
+        return 130
+    card = result.card
+    print()
+    print(f"model:    {card.tag}")
+    print(f"problem:  {card.problem_type} (label {label!r})")
+    print(f"size:     {result.size_before / 1e6:.2f} MB -> {result.size_after / 1e6:.2f} MB")
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.holdout_metrics.items())
+    print(f"holdout:  {metrics}")
+    print("latency:  " + ", ".join(f"{k} rows {v:.1f} ms" for k, v in result.latency_ms.items()))
+    print("timings:  " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings_s.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
