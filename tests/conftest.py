@@ -1,0 +1,47 @@
+"""Shared fixtures: a private BentoML home, tiny models trained once, real servers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before bentoml is imported anywhere: tests never touch the user's model store.
+_HOME = Path(tempfile.mkdtemp(prefix="agbento-tests-"))
+os.environ["BENTOML_HOME"] = str(_HOME / "bentoml")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+import pytest  # noqa: E402
+
+from tests.servers import BentoServer, start_server  # noqa: E402
+from tests.tiny_models import TinyModels, train_tiny_models  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def bentoml_home() -> Path:
+    return Path(os.environ["BENTOML_HOME"])
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> TinyModels:
+    return train_tiny_models()
+
+
+@pytest.fixture(scope="session")
+def multiclass_server(tiny_models: TinyModels) -> BentoServer:
+    with start_server(ROOT, tiny_models.multiclass.tag) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def binary_server(tiny_models: TinyModels) -> BentoServer:
+    with start_server(ROOT, tiny_models.binary.tag) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def regression_server(tiny_models: TinyModels) -> BentoServer:
+    with start_server(ROOT, tiny_models.regression.tag) as server:
+        yield server

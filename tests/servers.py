@@ -1,0 +1,103 @@
+"""A real `bentoml serve` subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+READY_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class BentoServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started_s: float
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def private_home() -> Path:
+    """A BentoML home of its own that shares the session's model store.
+
+    Every `bentoml serve` wipes `$BENTOML_HOME/prometheus_multiproc_dir` on start, so two
+    servers on one home erase each other's /metrics (BentoML 1.4.39, serving.py:53).
+    """
+    shared = Path(os.environ["BENTOML_HOME"])
+    (shared / "models").mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="bentoml-home-"))
+    (home / "models").symlink_to(shared / "models", target_is_directory=True)
+    return home
+
+
+@contextlib.contextmanager
+def start_server(
+    project: Path, model_tag: str, target: str = ".", **env: str
+) -> Iterator[BentoServer]:
+    """`bentoml serve TARGET` in `project` (a source tree, or a built Bento's directory)."""
+    port = free_port()
+    log_file = tempfile.NamedTemporaryFile(prefix="bentoml-serve-", suffix=".log", delete=False)
+    bentoml = Path(sys.executable).with_name("bentoml")
+    environment = {
+        **os.environ,
+        "BENTOML_HOME": str(private_home()),
+        "AGBENTO_MODEL": model_tag,
+        **env,
+    }
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project,
+        env=environment,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = BentoServer(f"http://127.0.0.1:{port}", process, Path(log_file.name), 0.0)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited early:\n{server.log()[-4000:]}")
+            try:
+                if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bentoml serve not ready:\n{server.log()[-4000:]}")
+            time.sleep(0.2)
+        server.started_s = time.perf_counter() - start
+        yield server
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> int | None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    return process.returncode

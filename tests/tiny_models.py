@@ -1,0 +1,41 @@
+"""Tiny models on the demo data, trained once per test session (a few seconds each)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agbento.store import ModelCard
+from agbento.training import TrainConfig, train
+
+TINY_HYPERPARAMETERS = {"GBM": {"num_boost_round": 40}}
+
+
+def tiny_config(name: str, label: str, **overrides: object) -> TrainConfig:
+    config = TrainConfig(
+        label=label,
+        demo=True,
+        name=name,
+        time_limit=60,
+        hyperparameters=TINY_HYPERPARAMETERS,
+        importance_time_limit=10,
+        verbosity=0,
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    multiclass: ModelCard
+    binary: ModelCard
+    regression: ModelCard
+
+
+def train_tiny_models() -> TinyModels:
+    quiet = lambda _message: None  # noqa: E731
+    return TinyModels(
+        multiclass=train(tiny_config("tiny-species", "species"), quiet).card,
+        binary=train(tiny_config("tiny-sex", "sex"), quiet).card,
+        regression=train(tiny_config("tiny-mass", "body_mass_g"), quiet).card,
+    )
