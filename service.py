@@ -10,15 +10,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Annotated, Any
 
 import bentoml
+from pydantic import Field, WithJsonSchema
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from agbento.contract import (
+    OnError,
     PredictionContract,
     PredictionResponse,
     ProbabilityResponse,
@@ -27,11 +30,24 @@ from agbento.contract import (
 )
 from agbento.errors import ApiError
 from agbento.inference import TabularRuntime
+from agbento.intake import PredictionIntake
+from agbento.logs import configure_logging
 from agbento.settings import get_settings
 from agbento.store import load_card
 
 settings = get_settings()
+configure_logging(settings.log_level)
+log = logging.getLogger("agbento.requests")
 stored_model = bentoml.models.BentoModel(settings.model)
+card = load_card(stored_model)
+
+# What /docs.json shows for the request rows: this model's features, with real examples.
+# Validation stays ours (422 naming row and field), so the type BentoML checks is loose.
+Rows = Annotated[
+    list[Any],
+    WithJsonSchema({"type": "array", "items": card.schema.row_json_schema(settings.extra_fields)}),
+    Field(examples=[card.examples[:2]], description="rows: feature name -> value"),
+]
 
 
 @bentoml.service(
@@ -89,18 +105,27 @@ class AgBento:
     scorer = bentoml.depends(TabularModel)
 
     def __init__(self) -> None:
-        self.card = load_card(stored_model)
-        self.contract = PredictionContract(self.card, max_rows=settings.max_rows)
+        self.card = card
+        self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
 
     @bentoml.api(route="/predict")
-    async def predict(self, data: list[Any], ctx: bentoml.Context) -> PredictionResponse:
-        """Predictions (and class probabilities) for `data`, a list of row objects."""
-        return await self._respond(data, ctx, probabilities_only=False)
+    async def predict(
+        self, data: Rows, ctx: bentoml.Context, on_error: OnError = "fail"
+    ) -> PredictionResponse:
+        """Predictions (and class probabilities) for `data`, a list of row objects.
+
+        Also accepts MLflow's `dataframe_split` / `dataframe_records` bodies, and CSV or
+        Parquet bodies by content type. `on_error="skip"` predicts the good rows and answers
+        the bad ones in place (null, listed in `errors`).
+        """
+        return await self._respond(data, ctx, on_error, probabilities_only=False)
 
     @bentoml.api(route="/predict_proba")
-    async def predict_proba(self, data: list[Any], ctx: bentoml.Context) -> ProbabilityResponse:
+    async def predict_proba(
+        self, data: Rows, ctx: bentoml.Context, on_error: OnError = "fail"
+    ) -> ProbabilityResponse:
         """Class probabilities for `data` (classification models only)."""
-        return await self._respond(data, ctx, probabilities_only=True)
+        return await self._respond(data, ctx, on_error, probabilities_only=True)
 
     async def health(self) -> dict[str, Any]:
         try:
@@ -113,16 +138,32 @@ class AgBento:
             "model": self.card.reference(),
         }
 
-    async def _respond(self, data: Any, ctx: bentoml.Context, probabilities_only: bool) -> Any:
+    async def _respond(
+        self, data: Any, ctx: bentoml.Context, on_error: OnError, probabilities_only: bool
+    ) -> Any:
         request_id = request_id_from(ctx.request.headers)
         try:
             if probabilities_only:
                 self.contract.require_classifier()
-            rows = self.contract.accept(data)
-            scored = await self.scorer.to_async.score(rows.rows)
-            body = self.contract.answer(rows, scored, request_id, probabilities_only)
+            rows = self.contract.accept(data, on_error)
+            scored = await self.scorer.to_async.score(rows.rows) if rows.rows else []
+            body = self.contract.answer(
+                rows, len(data), scored, request_id, probabilities_only, on_error
+            )
             status = 200
         except ApiError as error:
+            log.info(
+                "rejected request_id=%s path=%s status=%d code=%s: %s",
+                request_id, ctx.request.url.path, error.status, error.code, error.message,
+            )
             body, status = error.body(request_id), error.status
         ctx.response.status_code = status
         return json_response(body, status, request_id)
+
+
+AgBento.add_asgi_middleware(
+    PredictionIntake,
+    paths=("/predict", "/predict_proba"),
+    max_body_bytes=settings.max_body_bytes,
+    max_rows=settings.max_rows,
+)

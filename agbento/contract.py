@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from agbento.errors import ApiError
-from agbento.schema import ValidatedRows
+from agbento.schema import ExtraFieldsPolicy, ValidatedRows
 from agbento.store import ModelCard
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -29,11 +29,26 @@ class ModelReference(BaseModel):
     eval_metric: str | None = None
 
 
+class RowError(BaseModel):
+    row: int
+    field: str | None
+    problem: str
+
+
+class InputDrift(BaseModel):
+    unseen_categories: dict[str, int] = Field(
+        default_factory=dict, description="feature -> accepted values never seen in training"
+    )
+    out_of_range: dict[str, int] = Field(
+        default_factory=dict, description="feature -> accepted numbers outside training range"
+    )
+
+
 class PredictionResponse(BaseModel):
     """Row i of `predictions` (and `probabilities`) answers row i of the request."""
 
-    predictions: list[Any]
-    probabilities: list[dict[str, float]] | None = Field(
+    predictions: list[Any] = Field(description="null for a row listed in `errors` (skip mode)")
+    probabilities: list[dict[str, float] | None] | None = Field(
         None, description="class -> probability per row; null for regression"
     )
     model: ModelReference
@@ -42,15 +57,21 @@ class PredictionResponse(BaseModel):
     ignored_fields: list[str] = Field(
         default_factory=list, description="request fields the model does not use"
     )
+    errors: list[RowError] = Field(
+        default_factory=list, description='rows not predicted (only with on_error="skip")'
+    )
+    input_drift: InputDrift = Field(default_factory=InputDrift)
 
 
 class ProbabilityResponse(BaseModel):
-    probabilities: list[dict[str, float]]
+    probabilities: list[dict[str, float] | None]
     classes: list[Any]
     model: ModelReference
     timestamp: str
     request_id: str
     ignored_fields: list[str] = Field(default_factory=list)
+    errors: list[RowError] = Field(default_factory=list)
+    input_drift: InputDrift = Field(default_factory=InputDrift)
 
 
 def request_id_from(headers: Any) -> str:
@@ -69,28 +90,43 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+OnError = Literal["fail", "skip"]
+ON_ERROR_CHOICES: tuple[str, ...] = ("fail", "skip")
+
+
+def too_many_rows(count: int, limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "too_many_rows",
+        f"{count} rows exceed the limit of {limit} per request (AGBENTO_MAX_ROWS); "
+        "split the request or use the batch client",
+    )
+
+
 class PredictionContract:
-    def __init__(self, card: ModelCard, max_rows: int) -> None:
+    def __init__(
+        self, card: ModelCard, max_rows: int, extra_fields: ExtraFieldsPolicy = "ignore"
+    ) -> None:
         self.card = card
         self.schema = card.schema
         self.max_rows = max_rows
+        self.extra_fields = extra_fields
         self.reference = card.reference()
 
-    def accept(self, data: Any) -> ValidatedRows:
-        """Limits and per-row validation; raises ApiError naming every bad row and field."""
+    def accept(self, data: Any, on_error: OnError = "fail") -> ValidatedRows:
+        """Limits and per-row validation.
+
+        With on_error="fail" any bad row makes an ApiError naming every bad row and field;
+        with "skip" the problems travel on with the good rows and are answered in place.
+        """
         if not isinstance(data, list):
             raise ApiError(400, "bad_request", "`data` must be a list of row objects")
         if not data:
             raise ApiError(400, "empty_data", "`data` has no rows")
         if len(data) > self.max_rows:
-            raise ApiError(
-                413,
-                "too_many_rows",
-                f"{len(data)} rows exceed the limit of {self.max_rows} per request "
-                "(AGBENTO_MAX_ROWS); split the request or use the batch client",
-            )
-        validated = self.schema.validate_rows(data)
-        if not validated.ok:
+            raise too_many_rows(len(data), self.max_rows)
+        validated = self.schema.validate_rows(data, self.extra_fields)
+        if not validated.ok and on_error == "fail":
             bad_rows = len({p.row for p in validated.problems})
             raise ApiError(
                 422,
@@ -112,34 +148,43 @@ class PredictionContract:
     def answer(
         self,
         rows: ValidatedRows,
+        total: int,
         scored: list[dict[str, Any]],
         request_id: str,
         probabilities_only: bool = False,
+        on_error: OnError = "fail",
     ) -> dict[str, Any]:
-        failed = [
-            {"row": i, "field": None, "problem": s["error"]}
-            for i, s in enumerate(scored)
-            if "error" in s
-        ]
-        if failed:
+        """The answer body: request row i at position i, failed rows as null plus an error."""
+        answers: list[dict[str, Any] | None] = [None] * total
+        errors = [p.to_dict() for p in rows.problems]
+        model_failures = []
+        for index, result in zip(rows.indices, scored, strict=True):
+            if "error" in result:
+                model_failures.append({"row": index, "field": None, "problem": result["error"]})
+            else:
+                answers[index] = result
+        if model_failures and on_error == "fail":
             raise ApiError(
                 422,
                 "model_rejected_rows",
-                f"the model could not score {len(failed)} row(s)",
-                failed,
+                f"the model could not score {len(model_failures)} row(s)",
+                model_failures,
             )
+        errors = sorted(errors + model_failures, key=lambda e: e["row"])
+        probabilities = [a["probabilities"] if a else None for a in answers]
         body: dict[str, Any] = {}
-        probabilities = [s["probabilities"] for s in scored]
         if probabilities_only:
             body["probabilities"] = probabilities
             body["classes"] = list(self.schema.label.classes or ())
         else:
-            body["predictions"] = [s["prediction"] for s in scored]
+            body["predictions"] = [a["prediction"] if a else None for a in answers]
             body["probabilities"] = probabilities if self.card.is_classification else None
         body.update(
             model=self.reference,
             timestamp=now_iso(),
             request_id=request_id,
             ignored_fields=rows.ignored_fields,
+            errors=errors,
+            input_drift=rows.drift(),
         )
         return body

@@ -54,7 +54,8 @@ class TabularRuntime:
         except Exception as exc:  # noqa: BLE001 - isolate, then report per row
             if len(rows) == 1:
                 logger.warning("model failed on a row: %s: %s", type(exc).__name__, exc)
-                return [{"error": f"the model could not score this row ({type(exc).__name__})"}]
+                detail = f"{type(exc).__name__}: {exc}"[:300]
+                return [{"error": f"the model could not score this row ({detail})"}]
             middle = len(rows) // 2
             return self.score(rows[:middle]) + self.score(rows[middle:])
 

@@ -27,6 +27,10 @@ MAX_STORED_CATEGORIES = 200
 # and most of them are distinct.
 TEXT_MIN_MEAN_WORDS = 3.0
 TEXT_MIN_UNIQUE_RATIO = 0.5
+# Longest string value a request may carry in one field (a limit, not a training fact).
+MAX_STRING_CHARS = 10_000
+
+ExtraFieldsPolicy = Literal["ignore", "reject"]
 
 _TRUE = {"true", "yes", "1", "t", "y"}
 _FALSE = {"false", "no", "0", "f", "n"}
@@ -99,15 +103,26 @@ class RowProblem:
 
 @dataclass
 class ValidatedRows:
-    """Rows that passed, as value lists in schema order, and what was wrong with the rest."""
+    """Rows that passed, as value lists in schema order, and what was wrong with the rest.
+
+    `indices[k]` is the request row that `rows[k]` came from. The drift counters say, per
+    feature, how many accepted values were categories never seen in training or numbers
+    outside the training range: accepted (the model copes), but worth watching.
+    """
 
     rows: list[list[Any]]
+    indices: list[int] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     ignored_fields: list[str] = field(default_factory=list)
+    unseen_categories: dict[str, int] = field(default_factory=dict)
+    out_of_range: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def drift(self) -> dict[str, dict[str, int]]:
+        return {"unseen_categories": self.unseen_categories, "out_of_range": self.out_of_range}
 
 
 def _json_scalar(value: Any) -> Any:
@@ -236,9 +251,25 @@ class FeatureSchema:
             label=LabelInfo.from_dict(data["label"]),
         )
 
+    def row_json_schema(self, extra_fields: ExtraFieldsPolicy = "ignore") -> dict[str, Any]:
+        """JSON Schema of one request row, for the OpenAPI document.
+
+        It documents rather than restricts: unseen categories and out-of-range numbers are
+        accepted, so categories and ranges go into descriptions, not enums or bounds.
+        """
+        properties = {f.name: _feature_json_schema(f) for f in self.features}
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": [f.name for f in self.features if not f.nullable],
+            "additionalProperties": extra_fields == "ignore",
+        }
+
     # -- serving --------------------------------------------------------------------------
 
-    def validate_rows(self, rows: Sequence[Any]) -> ValidatedRows:
+    def validate_rows(
+        self, rows: Sequence[Any], extra_fields: ExtraFieldsPolicy = "ignore"
+    ) -> ValidatedRows:
         """Check every row against the schema; all problems at once, rows in schema order."""
         result = ValidatedRows(rows=[])
         known = set(self.names)
@@ -256,12 +287,22 @@ class FeatureSchema:
                 if problem is not None:
                     result.problems.append(RowProblem(index, feature.name, problem))
                     row_ok = False
+                elif value is not None:
+                    _count_drift(feature, value, result)
                 values.append(value)
             if len(row) > len(known) or not known.issuperset(row):
-                ignored.update(k for k in row if k not in known)
+                extras = sorted(str(k) for k in row if k not in known)
+                if extra_fields == "reject":
+                    result.problems.extend(
+                        RowProblem(index, name, "unknown field (AGBENTO_EXTRA_FIELDS=reject)")
+                        for name in extras
+                    )
+                    row_ok = False
+                ignored.update(extras)
             if row_ok:
                 result.rows.append(values)
-        result.ignored_fields = sorted(str(k) for k in ignored)
+                result.indices.append(index)
+        result.ignored_fields = sorted(ignored)
         return result
 
     def to_frame(self, rows: pd.DataFrame | Sequence[Sequence[Any]]) -> pd.DataFrame:
@@ -286,6 +327,35 @@ class FeatureSchema:
         return pd.DataFrame(out, index=frame.index)
 
 
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "numeric": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "categorical": {"type": "string"},
+    "text": {"type": "string"},
+}
+
+
+def _feature_json_schema(feature: Feature) -> dict[str, Any]:
+    schema = dict(_JSON_TYPES[feature.kind])
+    notes = [feature.kind]
+    if feature.kind == "numeric" and feature.minimum is not None:
+        notes.append(f"training range [{feature.minimum:g}, {feature.maximum:g}]")
+    if feature.categories:
+        shown = ", ".join(feature.categories[:20])
+        more = " ..." if len(feature.categories) > 20 or feature.categories_truncated else ""
+        notes.append(f"seen in training: {shown}{more}")
+    if feature.kind == "categorical":
+        schema["type"] = ["string", "integer"]
+    if feature.nullable:
+        schema["type"] = [*([schema["type"]] if isinstance(schema["type"], str)
+                            else schema["type"]), "null"]
+    if feature.kind == "text":
+        schema["maxLength"] = MAX_STRING_CHARS
+    schema["description"] = "; ".join(notes)
+    return schema
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
@@ -302,6 +372,21 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _count_drift(feature: Feature, value: Any, result: ValidatedRows) -> None:
+    if feature.kind == "numeric":
+        low, high = feature.minimum, feature.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            result.out_of_range[feature.name] = result.out_of_range.get(feature.name, 0) + 1
+    elif (
+        feature.kind == "categorical"
+        and feature.categories is not None
+        and not feature.categories_truncated
+        and value not in feature.categories
+    ):
+        counts = result.unseen_categories
+        counts[feature.name] = counts.get(feature.name, 0) + 1
+
+
 def _check_value(feature: Feature, value: Any) -> tuple[Any, str | None]:
     """(canonical value, None) when the value fits the feature, else (None, problem)."""
     if value is _MISSING:
@@ -312,12 +397,17 @@ def _check_value(feature: Feature, value: Any) -> tuple[Any, str | None]:
         if feature.nullable:
             return None, None
         return None, "null is not allowed: this feature had no missing values in training"
+    if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+        return None, f"string of {len(value)} characters exceeds the limit of {MAX_STRING_CHARS}"
     kind = feature.kind
     if kind == "numeric":
         if isinstance(value, bool):
             return None, "expected a number, got a boolean"
         if isinstance(value, (int, float)):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                return None, "number is too large"
         elif isinstance(value, str):
             try:
                 number = float(value.strip())

@@ -44,6 +44,8 @@ class Settings:
 
     model: str = f"{DEMO_MODEL_NAME}:latest"
     max_rows: int = 10_000
+    max_body_bytes: int = 32 * 1024 * 1024
+    extra_fields: str = "ignore"
     max_batch_size: int = 1_000
     max_latency_ms: int = 10_000
     request_timeout_s: int = 60
@@ -58,9 +60,14 @@ class Settings:
         log_level = env.get("AGBENTO_LOG_LEVEL", cls.log_level).upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise SettingsError(f"AGBENTO_LOG_LEVEL={log_level!r} is not a log level")
+        extra_fields = env.get("AGBENTO_EXTRA_FIELDS", cls.extra_fields).strip().lower()
+        if extra_fields not in {"ignore", "reject"}:
+            raise SettingsError(f"AGBENTO_EXTRA_FIELDS={extra_fields!r}: use ignore or reject")
         return cls(
             model=env.get("AGBENTO_MODEL", "").strip() or cls.model,
             max_rows=_int(env, "AGBENTO_MAX_ROWS", cls.max_rows),
+            max_body_bytes=_int(env, "AGBENTO_MAX_BODY_BYTES", cls.max_body_bytes),
+            extra_fields=extra_fields,
             max_batch_size=_int(env, "AGBENTO_MAX_BATCH_SIZE", cls.max_batch_size),
             max_latency_ms=_int(env, "AGBENTO_MAX_LATENCY_MS", cls.max_latency_ms),
             request_timeout_s=_int(env, "AGBENTO_REQUEST_TIMEOUT_S", cls.request_timeout_s),

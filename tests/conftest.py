@@ -14,9 +14,16 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 import pytest  # noqa: E402
 
 from tests.servers import BentoServer, start_server  # noqa: E402
-from tests.tiny_models import TinyModels, train_tiny_models  # noqa: E402
+from tests.tiny_models import (  # noqa: E402
+    TinyModels,
+    loose_schema_model,
+    train_tiny_models,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
+# The multiclass server runs with small, explicit limits so the limit tests stay cheap.
+MAX_ROWS = 1000
+MAX_BODY_BYTES = 1_000_000
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +38,8 @@ def tiny_models() -> TinyModels:
 
 @pytest.fixture(scope="session")
 def multiclass_server(tiny_models: TinyModels) -> BentoServer:
-    with start_server(ROOT, tiny_models.multiclass.tag) as server:
+    limits = {"AGBENTO_MAX_ROWS": str(MAX_ROWS), "AGBENTO_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+    with start_server(ROOT, tiny_models.multiclass.tag, **limits) as server:
         yield server
 
 
@@ -44,4 +52,12 @@ def binary_server(tiny_models: TinyModels) -> BentoServer:
 @pytest.fixture(scope="session")
 def regression_server(tiny_models: TinyModels) -> BentoServer:
     with start_server(ROOT, tiny_models.regression.tag) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def loose_server(tiny_models: TinyModels) -> BentoServer:
+    """Serves a model whose schema lets through text the predictor cannot score."""
+    card = loose_schema_model(tiny_models.multiclass, "bill_length_mm")
+    with start_server(ROOT, card.tag) as server:
         yield server

@@ -76,8 +76,8 @@ def start_server(
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited early:\n{server.log()[-4000:]}")
+            if process.poll() is not None or "Application startup failed" in server.log():
+                raise RuntimeError(f"bentoml serve failed to start:\n{server.log()[-4000:]}")
             try:
                 if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
                     break

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agbento.schema import FeatureSchema, infer_kind, json_records
 
@@ -131,3 +133,70 @@ def test_to_frame_gives_the_same_model_input_for_tables_and_json_rows(
 def test_json_records_turns_nan_and_numpy_into_json() -> None:
     frame = pd.DataFrame({"a": [np.float64(1.5), np.nan], "b": [np.int64(2), np.int64(3)]})
     assert json_records(frame) == [{"a": 1.5, "b": 2}, {"a": None, "b": 3}]
+
+
+# -- properties of the validator (hypothesis) ---------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+    | st.sampled_from(["Biscoe", "Dream", "2024-01-01", "yes", "1e400", "NaN", " 42 "])
+)
+json_values = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=5), inner, max_size=3), max_leaves=6
+)
+
+
+def penguin_schema() -> FeatureSchema:
+    from agbento.training import demo_table
+
+    return FeatureSchema.derive(demo_table().dropna(subset=["species"]), "species", "multiclass")
+
+
+PENGUINS = penguin_schema()
+field_names = st.sampled_from([*PENGUINS.names, "extra", ""])
+rows_strategy = st.lists(
+    st.dictionaries(field_names, json_values, max_size=9) | json_values, max_size=8
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows_strategy)
+def test_validator_accounts_for_every_row(rows: list[object]) -> None:
+    result = PENGUINS.validate_rows(rows)
+    bad = {p.row for p in result.problems}
+    # every row is either accepted or named in a problem, never both, never lost
+    assert sorted(bad | set(result.indices)) == list(range(len(rows)))
+    assert not bad & set(result.indices)
+    assert all(p.field is None or p.field in PENGUINS.names for p in result.problems)
+    assert all(len(values) == len(PENGUINS.names) for values in result.rows)
+    # accepted rows always make a model input frame with the training dtypes
+    frame = PENGUINS.to_frame(result.rows)
+    assert list(frame.columns) == PENGUINS.names
+    numeric = [f.name for f in PENGUINS.features if f.kind == "numeric"]
+    assert all(frame[name].dtype == np.float64 for name in numeric)
+    assert np.isfinite(frame[numeric].to_numpy(dtype=float)[~frame[numeric].isna()]).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.fixed_dictionaries({
+    "island": st.sampled_from(["Biscoe", "Dream", "Torgersen", "Atlantis"]),
+    "year": st.integers(1900, 2100) | st.floats(-1e300, 1e300),
+    "bill_length_mm": st.none() | st.floats(-1e6, 1e6) | st.integers(-10**6, 10**6),
+}), min_size=1, max_size=5))
+def test_well_typed_rows_are_always_accepted(rows: list[dict[str, object]]) -> None:
+    result = PENGUINS.validate_rows(rows)
+    assert result.ok and result.indices == list(range(len(rows)))
+    unseen = sum(1 for r in rows if r["island"] == "Atlantis")
+    assert result.unseen_categories.get("island", 0) == unseen
+
+
+def test_extra_fields_policy() -> None:
+    row = {"island": "Dream", "year": 2008, "colour": "black"}
+    assert PENGUINS.validate_rows([row]).ignored_fields == ["colour"]
+    rejected = PENGUINS.validate_rows([row], extra_fields="reject")
+    assert [(p.row, p.field) for p in rejected.problems] == [(0, "colour")]

@@ -1,0 +1,185 @@
+"""Every bad input a client can send gets a clear 4xx in our error shape, never a 5xx."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import MAX_BODY_BYTES, MAX_ROWS
+from tests.servers import BentoServer
+
+pytestmark = pytest.mark.integration
+
+GOOD: dict[str, Any] = {
+    "island": "Biscoe",
+    "bill_length_mm": 45.1,
+    "bill_depth_mm": 14.5,
+    "flipper_length_mm": 215,
+    "body_mass_g": 5000,
+    "sex": "female",
+    "year": 2008,
+}
+JSON = "application/json"
+
+
+def rows(*items: Any) -> bytes:
+    return json.dumps({"data": list(items)}).encode()
+
+
+def row_with(**changes: Any) -> bytes:
+    return rows({**GOOD, **changes})
+
+
+# (case, content type, body, status, error code, (row, field) that must be named or None)
+CASES: list[tuple[str, str, bytes, int, str, tuple[int, str | None] | None]] = [
+    ("empty body", JSON, b"", 400, "invalid_json", None),
+    ("whitespace body", JSON, b"  \n ", 400, "invalid_json", None),
+    ("not json", JSON, b"hello", 400, "invalid_json", None),
+    ("truncated json", JSON, b'{"data": [', 400, "invalid_json", None),
+    ("trailing comma", JSON, b'{"data": [],}', 400, "invalid_json", None),
+    ("single quotes", JSON, b"{'data': []}", 400, "invalid_json", None),
+    ("NaN literal", JSON, b'{"data": [{"year": NaN}]}', 400, "invalid_json", None),
+    ("Infinity literal", JSON, b'{"data": [{"year": Infinity}]}', 400, "invalid_json", None),
+    ("-Infinity literal", JSON, b'{"data": [{"year": -Infinity}]}', 400, "invalid_json", None),
+    ("invalid utf-8", JSON, b'{"data": [{"island": "\xff\xfe"}]}', 400, "invalid_json", None),
+    ("lone surrogate", JSON, b'{"data": [{"island": "\\ud800"}]}', 400, "invalid_json", None),
+    ("deep nesting", JSON, b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json", None),
+    ("duplicate row key", JSON, b'{"data": [{"year": 1, "year": 2}]}', 400, "invalid_json",
+     None),
+    ("duplicate top key", JSON, b'{"data": [], "data": []}', 400, "invalid_json", None),
+    ("top-level list", JSON, json.dumps([GOOD]).encode(), 400, "bad_request", None),
+    ("top-level string", JSON, b'"rows"', 400, "bad_request", None),
+    ("top-level number", JSON, b"42", 400, "bad_request", None),
+    ("top-level null", JSON, b"null", 400, "bad_request", None),
+    ("empty object", JSON, b"{}", 400, "bad_request", None),
+    ("unknown top-level key", JSON, json.dumps({"rows": [GOOD]}).encode(), 400, "bad_request",
+     None),
+    ("data is an object", JSON, json.dumps({"data": GOOD}).encode(), 400, "bad_request", None),
+    ("data is a string", JSON, b'{"data": "a row"}', 400, "bad_request", None),
+    ("data is null", JSON, b'{"data": null}', 400, "bad_request", None),
+    ("empty data", JSON, b'{"data": []}', 400, "empty_data", None),
+    ("two row keys", JSON, json.dumps({"data": [GOOD], "dataframe_records": [GOOD]}).encode(),
+     400, "bad_request", None),
+    ("bad on_error", JSON, json.dumps({"data": [GOOD], "on_error": "ignore"}).encode(), 400,
+     "bad_request", None),
+    ("on_error not a string", JSON, json.dumps({"data": [GOOD], "on_error": 1}).encode(), 400,
+     "bad_request", None),
+    ("split not an object", JSON, b'{"dataframe_split": [[1]]}', 400, "bad_request", None),
+    ("split columns not strings", JSON,
+     b'{"dataframe_split": {"columns": [1, 2], "data": [[1, 2]]}}', 400, "bad_request", None),
+    ("split row of wrong length", JSON,
+     b'{"dataframe_split": {"columns": ["island", "year"], "data": [["Dream"]]}}', 400,
+     "bad_request", None),
+    ("row is a list", JSON, rows([1, 2, 3]), 422, "invalid_rows", (0, None)),
+    ("row is null", JSON, rows(None), 422, "invalid_rows", (0, None)),
+    ("row is a string", JSON, rows("Biscoe"), 422, "invalid_rows", (0, None)),
+    ("second row bad", JSON, rows(GOOD, {**GOOD, "year": "soon"}), 422, "invalid_rows",
+     (1, "year")),
+    ("missing required feature", JSON, rows({k: v for k, v in GOOD.items() if k != "year"}),
+     422, "invalid_rows", (0, "year")),
+    ("string for a number", JSON, row_with(bill_length_mm="long"), 422, "invalid_rows",
+     (0, "bill_length_mm")),
+    ("boolean for a number", JSON, row_with(body_mass_g=True), 422, "invalid_rows",
+     (0, "body_mass_g")),
+    ("list for a scalar", JSON, row_with(bill_depth_mm=[14.5]), 422, "invalid_rows",
+     (0, "bill_depth_mm")),
+    ("object for a scalar", JSON, row_with(island={"name": "Biscoe"}), 422, "invalid_rows",
+     (0, "island")),
+    ("float for a category", JSON, row_with(island=1.5), 422, "invalid_rows", (0, "island")),
+    ("null where never missing", JSON, row_with(year=None), 422, "invalid_rows", (0, "year")),
+    ("number overflowing to inf", JSON, b'{"data": [{"island": "Dream", "year": 1e400}]}', 422,
+     "invalid_rows", (0, "year")),
+    ("huge integer", JSON, row_with(year=10**400), 422, "invalid_rows", (0, "year")),
+    ("NaN as a string", JSON, row_with(flipper_length_mm="NaN"), 422, "invalid_rows",
+     (0, "flipper_length_mm")),
+    ("very long string", JSON, row_with(island="x" * 20_000), 422, "invalid_rows",
+     (0, "island")),
+    ("too many rows", JSON, rows(*[{}] * (10 * MAX_ROWS)), 413, "too_many_rows", None),
+    ("body too large", JSON, rows(GOOD, {"pad": "x" * MAX_BODY_BYTES}), 413, "body_too_large",
+     None),
+    ("text/plain", "text/plain", rows(GOOD), 415, "unsupported_media_type", None),
+    ("xml", "application/xml", b"<data/>", 415, "unsupported_media_type", None),
+    ("form", "application/x-www-form-urlencoded", b"data=1", 415, "unsupported_media_type",
+     None),
+    ("empty csv", "text/csv", b"", 400, "invalid_csv", None),
+    ("csv missing a required column", "text/csv", b"island,sex\nDream,male\n", 422,
+     "invalid_rows", (0, "year")),
+    ("csv bad number", "text/csv", b"island,year\nDream,later\n", 422, "invalid_rows",
+     (0, "year")),
+    ("garbage parquet", "application/vnd.apache.parquet", b"PAR1 not really", 400,
+     "invalid_parquet", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "code", "named"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_bad_input(
+    multiclass_server: BentoServer,
+    content_type: str,
+    body: bytes,
+    status: int,
+    code: str,
+    named: tuple[int, str | None] | None,
+) -> None:
+    for path in ("/predict", "/predict_proba"):
+        response = httpx.post(
+            f"{multiclass_server.url}{path}",
+            content=body,
+            headers={"content-type": content_type, "x-request-id": "bad-input-1"},
+            timeout=60,
+        )
+        assert response.status_code == status, response.text[:500]
+        answer = response.json()
+        assert set(answer) == {"error", "request_id"}
+        assert answer["request_id"] == "bad-input-1"
+        assert set(answer["error"]) == {"code", "message", "details"}
+        assert answer["error"]["code"] == code
+        assert answer["error"]["message"]
+        if named is not None:
+            found = {(d["row"], d["field"]) for d in answer["error"]["details"]}
+            assert named in found, answer
+
+
+def test_at_least_forty_distinct_cases() -> None:
+    assert len({case[0] for case in CASES}) == len(CASES) >= 40
+
+
+def test_gzip_bodies_are_refused_clearly(multiclass_server: BentoServer) -> None:
+    response = httpx.post(
+        f"{multiclass_server.url}/predict",
+        content=gzip.compress(rows(GOOD)),
+        headers={"content-type": JSON, "content-encoding": "gzip"},
+    )
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_error_details_are_capped_and_counted(multiclass_server: BentoServer) -> None:
+    bad = [{"island": "Dream", "year": "x"}] * 500
+    response = httpx.post(f"{multiclass_server.url}/predict", content=rows(*bad),
+                          headers={"content-type": JSON})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert len(error["details"]) == 100
+    assert "500 problem(s) in 500 of 500 row(s)" == error["message"]
+
+
+def test_every_rejection_is_one_log_line_with_request_id(multiclass_server: BentoServer) -> None:
+    for request_id, body in (("log-check-json", b"nope"), ("log-check-row", row_with(year="x"))):
+        response = httpx.post(
+            f"{multiclass_server.url}/predict",
+            content=body,
+            headers={"content-type": JSON, "x-request-id": request_id},
+        )
+        assert response.status_code in (400, 422)
+        lines = [line for line in multiclass_server.log().splitlines() if request_id in line]
+        assert len(lines) == 1, lines
+        assert "rejected" in lines[0] and response.json()["error"]["code"] in lines[0]
+    assert "Traceback" not in multiclass_server.log()
