@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated, Any
 
+import aiohttp
 import bentoml
+from bentoml.validators import ContentType
 from pydantic import Field, WithJsonSchema
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,17 +32,24 @@ from agbento.contract import (
     request_id_from,
 )
 from agbento.errors import ApiError
-from agbento.inference import TabularRuntime
+from agbento.inference import ScoredRequest, TabularRuntime, encode_rows
 from agbento.intake import PredictionIntake
 from agbento.logs import configure_logging
+from agbento.overload import InflightLimit, overloaded
 from agbento.settings import get_settings
 from agbento.store import load_card
 
 settings = get_settings()
+# Before any model library loads: OpenMP threads spin while idle and steal the CPU the
+# API process needs; batches are small, so one thread per model worker is the default.
+os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
 configure_logging(settings.log_level)
 log = logging.getLogger("agbento.requests")
 stored_model = bentoml.models.BentoModel(settings.model)
 card = load_card(stored_model)
+PREDICTION_PATHS = ("/predict", "/predict_proba")
+# A declared media type spares BentoML a JSON-schema build on every response.
+ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
 
 # What /docs.json shows for the request rows: this model's features, with real examples.
 # Validation stays ours (422 naming row and field), so the type BentoML checks is loose.
@@ -55,6 +65,7 @@ Rows = Annotated[
     workers=settings.model_workers,
     traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
+    tracing={"excluded_urls": [".*"]},  # no exporter is configured: skip the span work
     # The caller's client otherwise recycles its session every 100 requests while requests
     # are in flight ("Server disconnected" under load); see BENTOML-NOTES.md.
     runner_connection={"max_requests": 10**9, "max_age": 1e9},
@@ -74,9 +85,13 @@ class TabularModel:
         max_batch_size=settings.max_batch_size,
         max_latency_ms=settings.max_latency_ms,
     )
-    def score(self, rows: list[list[Any]]) -> list[dict[str, Any]]:
-        """Validated rows (values in schema order) -> one answer per row."""
-        return self.runtime.score(rows)
+    async def score(self, requests: list[str]) -> ScoredRequests:
+        """Merged requests, each its rows encoded by `encode_rows` -> one answer each.
+
+        `async` on purpose: one batch runs at a time anyway, and a sync method would pass
+        each batch through a thread pool (BENTOML-NOTES.md).
+        """
+        return [answer.to_dict() for answer in self.runtime.score_requests(requests)]
 
 
 async def health(request: Request) -> JSONResponse:
@@ -99,6 +114,7 @@ info_routes = Starlette(
     workers=settings.api_workers,
     traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
+    tracing={"excluded_urls": [".*"]},
 )
 class AgBento:
     model = stored_model
@@ -146,7 +162,7 @@ class AgBento:
             if probabilities_only:
                 self.contract.require_classifier()
             rows = self.contract.accept(data, on_error)
-            scored = await self.scorer.to_async.score(rows.rows) if rows.rows else []
+            scored = await self._score(rows.rows)
             body = self.contract.answer(
                 rows, len(data), scored, request_id, probabilities_only, on_error
             )
@@ -157,13 +173,36 @@ class AgBento:
                 request_id, ctx.request.url.path, error.status, error.code, error.message,
             )
             body, status = error.body(request_id), error.status
+            retry_after = error.retry_after_s
+        else:
+            retry_after = None
         ctx.response.status_code = status
-        return json_response(body, status, request_id)
+        return json_response(body, status, request_id, retry_after)
+
+    async def _score(self, rows: list[list[Any]]) -> ScoredRequest | None:
+        if not rows:
+            return None
+        payload = [encode_rows(rows)]
+        try:
+            try:
+                (answer,) = await self.scorer.to_async.score(payload)
+            except aiohttp.ClientConnectionError:
+                # BentoML's client may close a pooled connection under a request in flight
+                # (BENTOML-NOTES.md); scoring is idempotent, so one retry is safe
+                (answer,) = await self.scorer.to_async.score(payload)
+        except bentoml.exceptions.ServiceUnavailable as exc:
+            # the batcher could not meet max_latency_ms: the model is saturated
+            raise overloaded(f"the model service is saturated ({exc}); retry later") from None
+        return ScoredRequest.from_dict(answer)
 
 
+# Outermost first: refuse excess load before reading bodies, then read and shape them.
+AgBento.add_asgi_middleware(
+    InflightLimit, paths=PREDICTION_PATHS, limit=settings.max_inflight
+)
 AgBento.add_asgi_middleware(
     PredictionIntake,
-    paths=("/predict", "/predict_proba"),
+    paths=PREDICTION_PATHS,
     max_body_bytes=settings.max_body_bytes,
     max_rows=settings.max_rows,
 )

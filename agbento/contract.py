@@ -7,15 +7,17 @@ the per-row answers of the batched model service.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from agbento.errors import ApiError
+from agbento.inference import ScoredRequest
 from agbento.schema import ExtraFieldsPolicy, ValidatedRows
 from agbento.store import ModelCard
 
@@ -82,8 +84,17 @@ def request_id_from(headers: Any) -> str:
     return uuid.uuid4().hex
 
 
-def json_response(body: dict[str, Any], status: int, request_id: str) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers={REQUEST_ID_HEADER: request_id})
+def json_response(
+    body: dict[str, Any] | bytes, status: int, request_id: str, retry_after_s: int | None = None
+) -> Response:
+    """A JSON answer (a dict, or bytes already rendered) with the request id header."""
+    headers = {REQUEST_ID_HEADER: request_id}
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
+    if isinstance(body, bytes):
+        return Response(body, status_code=status, headers=headers,
+                        media_type="application/json")
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def now_iso() -> str:
@@ -149,42 +160,55 @@ class PredictionContract:
         self,
         rows: ValidatedRows,
         total: int,
-        scored: list[dict[str, Any]],
+        scored: ScoredRequest | None,
         request_id: str,
         probabilities_only: bool = False,
         on_error: OnError = "fail",
-    ) -> dict[str, Any]:
-        """The answer body: request row i at position i, failed rows as null plus an error."""
-        answers: list[dict[str, Any] | None] = [None] * total
-        errors = [p.to_dict() for p in rows.problems]
-        model_failures = []
-        for index, result in zip(rows.indices, scored, strict=True):
-            if "error" in result:
-                model_failures.append({"row": index, "field": None, "problem": result["error"]})
-            else:
-                answers[index] = result
-        if model_failures and on_error == "fail":
+    ) -> bytes:
+        """The answer body as JSON bytes: request row i at position i.
+
+        The common case (every row scored) splices the model's JSON fragments into the body
+        without parsing them; otherwise failed rows become null and are listed in `errors`.
+        """
+        failures = [] if scored is None else [
+            {"row": rows.indices[f["row"]], "field": None, "problem": f["problem"]}
+            for f in scored.failed
+        ]
+        if failures and on_error == "fail":
             raise ApiError(
                 422,
                 "model_rejected_rows",
-                f"the model could not score {len(model_failures)} row(s)",
-                model_failures,
+                f"the model could not score {len(failures)} row(s)",
+                failures,
             )
-        errors = sorted(errors + model_failures, key=lambda e: e["row"])
-        probabilities = [a["probabilities"] if a else None for a in answers]
-        body: dict[str, Any] = {}
+        rest = {
+            "model": self.reference,
+            "timestamp": now_iso(),
+            "request_id": request_id,
+            "ignored_fields": rows.ignored_fields,
+            "errors": sorted([p.to_dict() for p in rows.problems] + failures,
+                             key=lambda e: e["row"]),
+            "input_drift": rows.drift(),
+        }
         if probabilities_only:
-            body["probabilities"] = probabilities
-            body["classes"] = list(self.schema.label.classes or ())
-        else:
-            body["predictions"] = [a["prediction"] if a else None for a in answers]
-            body["probabilities"] = probabilities if self.card.is_classification else None
-        body.update(
-            model=self.reference,
-            timestamp=now_iso(),
-            request_id=request_id,
-            ignored_fields=rows.ignored_fields,
-            errors=errors,
-            input_drift=rows.drift(),
-        )
-        return body
+            rest = {"classes": list(self.schema.label.classes or ()), **rest}
+        if scored is not None and len(rows.rows) == total:
+            predictions, probabilities = scored.predictions, scored.probabilities
+        else:  # place what was scored at its request index, null elsewhere
+            placed_predictions: list[Any] = [None] * total
+            placed_probabilities: list[Any] = [None] * total
+            if scored is not None:
+                for index, prediction, proba in zip(
+                    rows.indices,
+                    json.loads(scored.predictions),
+                    json.loads(scored.probabilities) or [None] * len(rows.indices),
+                    strict=True,
+                ):
+                    placed_predictions[index], placed_probabilities[index] = prediction, proba
+            predictions = json.dumps(placed_predictions)
+            probabilities = json.dumps(placed_probabilities)
+        if not self.card.is_classification:
+            probabilities = "null"
+        head = (f'{{"probabilities":{probabilities}' if probabilities_only
+                else f'{{"predictions":{predictions},"probabilities":{probabilities}')
+        return (head + "," + json.dumps(rest, separators=(",", ":"))[1:]).encode()

@@ -17,6 +17,7 @@ class ApiError(Exception):
     code: str
     message: str
     details: list[dict[str, Any]] = field(default_factory=list)
+    retry_after_s: int | None = None
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"

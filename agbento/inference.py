@@ -1,22 +1,59 @@
-"""Scoring: a loaded predictor that turns validated rows into per-row answers."""
+"""Scoring: a loaded predictor that answers merged batches of requests.
+
+The model service's batched endpoint merges *requests*, not rows: each item is one
+request's validated rows, encoded as a compact JSON array of value lists, and each answer
+is one request's results as ready-made JSON fragments. Strings cross the service boundary
+and BentoML's (de)serialisation, so no per-row Python objects are built on either side of
+the hop; the model sees one DataFrame per merged batch.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
-from agbento.schema import FeatureSchema, json_records
+import pandas as pd
+
+from agbento.schema import FeatureSchema
 from agbento.store import ModelCard
 
 logger = logging.getLogger(__name__)
 
+# 15 significant digits: what pandas' JSON writer allows; plenty for probabilities.
+JSON_DOUBLE_PRECISION = 15
+
+
+def encode_rows(rows: list[list[Any]]) -> str:
+    """One request's validated rows for the batched endpoint (values in schema order)."""
+    return json.dumps(rows, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass
+class ScoredRequest:
+    """One request's answer as JSON fragments: `predictions` is a JSON array, `probabilities`
+    a JSON array of class->p objects (or "null" for regression). `failed` lists rows the model
+    could not score, as {"row": i, "problem": ...}; their entries in the arrays are null."""
+
+    predictions: str
+    probabilities: str
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"predictions": self.predictions, "probabilities": self.probabilities,
+                "failed": self.failed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoredRequest:
+        return cls(data["predictions"], data["probabilities"], list(data.get("failed", [])))
+
 
 class TabularRuntime:
-    """Holds one TabularPredictor in memory and scores value lists in schema order.
+    """Holds one TabularPredictor in memory and scores merged batches of requests.
 
-    `score` answers one dict per row: {"prediction": ..., "probabilities": {...} | None}, or
-    {"error": ...} for a row the model itself could not score. A failing row is found by
-    bisection, so it never fails the rows merged into the same batch from other requests.
+    A batch that fails is split: first by request, then by row inside the failing request,
+    so a row only the model rejects never fails another request of the same batch.
     """
 
     def __init__(self, card: ModelCard, predictor: Any) -> None:
@@ -40,34 +77,72 @@ class TabularRuntime:
         validated = self.schema.validate_rows(self.card.examples)
         if not validated.ok or not validated.rows:
             raise RuntimeError(f"stored example rows do not validate: {validated.problems[:3]}")
-        answers = self.score(validated.rows)
-        failed = [a for a in answers if "error" in a]
-        if failed:
-            raise RuntimeError(f"warm-up prediction failed: {failed[0]['error']}")
+        (answer,) = self.score_requests([encode_rows(validated.rows)])
+        if answer.failed:
+            raise RuntimeError(f"warm-up prediction failed: {answer.failed[0]['problem']}")
         self.ready = True
 
-    def score(self, rows: list[list[Any]]) -> list[dict[str, Any]]:
-        if not rows:
+    def score_requests(self, requests: list[str]) -> list[ScoredRequest]:
+        return self._score_groups([json.loads(r) for r in requests])
+
+    def _score_groups(self, groups: list[list[list[Any]]]) -> list[ScoredRequest]:
+        if not groups:
             return []
         try:
-            return self._score(rows)
-        except Exception as exc:  # noqa: BLE001 - isolate, then report per row
-            if len(rows) == 1:
+            predictions, probabilities = self._predict([row for g in groups for row in g])
+        except Exception:  # noqa: BLE001 - isolate: by request, then by row
+            if len(groups) > 1:
+                middle = len(groups) // 2
+                return self._score_groups(groups[:middle]) + self._score_groups(groups[middle:])
+            return [self._score_rows_one_by_one(groups[0])]
+        answers, start = [], 0
+        for group in groups:
+            end = start + len(group)
+            answers.append(self._fragments(predictions.iloc[start:end],
+                                           None if probabilities is None
+                                           else probabilities.iloc[start:end]))
+            start = end
+        return answers
+
+    def _score_rows_one_by_one(self, rows: list[list[Any]]) -> ScoredRequest:
+        """The slow path for a request holding a row the model rejects."""
+        predictions: list[Any] = []
+        probabilities: list[Any] = []
+        failed = []
+        for index, row in enumerate(rows):
+            try:
+                one, proba = self._predict([row])
+            except Exception as exc:  # noqa: BLE001 - the row's own failure, reported
                 logger.warning("model failed on a row: %s: %s", type(exc).__name__, exc)
                 detail = f"{type(exc).__name__}: {exc}"[:300]
-                return [{"error": f"the model could not score this row ({detail})"}]
-            middle = len(rows) // 2
-            return self.score(rows[:middle]) + self.score(rows[middle:])
+                failed.append({"row": index,
+                               "problem": f"the model could not score this row ({detail})"})
+                predictions.append(None)
+                probabilities.append(None)
+                continue
+            predictions.append(json.loads(one.to_json(orient="values"))[0])
+            probabilities.append(None if proba is None else json.loads(
+                proba.to_json(orient="records", double_precision=JSON_DOUBLE_PRECISION))[0])
+        return ScoredRequest(
+            json.dumps(predictions),
+            json.dumps(probabilities if self.classification else None),
+            failed,
+        )
 
-    def _score(self, rows: list[list[Any]]) -> list[dict[str, Any]]:
+    def _predict(self, rows: list[list[Any]]) -> tuple[pd.Series, pd.DataFrame | None]:
         frame = self.schema.to_frame(rows)
         if not self.classification:
-            values = self.predictor.predict(frame).tolist()
-            return [{"prediction": v, "probabilities": None} for v in values]
+            return self.predictor.predict(frame), None
         proba = self.predictor.predict_proba(frame, as_multiclass=True)
-        labels = self.predictor.predict_from_proba(proba).tolist()
+        labels = self.predictor.predict_from_proba(proba)
         proba.columns = [str(c) for c in proba.columns]
-        return [
-            {"prediction": label, "probabilities": probs}
-            for label, probs in zip(labels, json_records(proba), strict=True)
-        ]
+        return labels, proba
+
+    @staticmethod
+    def _fragments(predictions: pd.Series, probabilities: pd.DataFrame | None) -> ScoredRequest:
+        # pandas writes JSON in C: no per-row Python objects for large requests
+        return ScoredRequest(
+            predictions.to_json(orient="values", double_precision=JSON_DOUBLE_PRECISION),
+            "null" if probabilities is None else probabilities.to_json(
+                orient="records", double_precision=JSON_DOUBLE_PRECISION),
+        )

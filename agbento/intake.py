@@ -49,20 +49,24 @@ TOP_LEVEL_KEYS = frozenset({*ROW_KEYS, "on_error"})
 class PredictionBody:
     records: list[Any]
     on_error: str = "fail"
+    # The client's own bytes, when they can go on to BentoML unchanged (see `canonical`).
+    raw: bytes | None = None
 
     def to_json(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         try:
             text = json.dumps(
                 {"data": self.records, "on_error": self.on_error},
                 ensure_ascii=False,
-                allow_nan=False,
+                # only inf from an overflowing literal (1e400) gets here: BentoML's parser
+                # reads `Infinity` back as inf and the schema rejects it, naming row and field
+                allow_nan=True,
                 default=_plain,
             )
             return text.encode("utf-8")
         except UnicodeEncodeError:
             raise ApiError(400, "invalid_json", "the body holds invalid unicode") from None
-        except ValueError as exc:  # non-finite floats from CSV/Parquet are caught earlier
-            raise ApiError(400, "invalid_json", f"cannot re-encode the body: {exc}") from None
 
 
 def media_type(content_type: str | None) -> str:
@@ -75,9 +79,12 @@ def read_prediction_body(
     """Any supported body -> canonical records; `on_error` comes from the query for files."""
     kind = media_type(content_type)
     if kind in JSON_TYPES or kind.endswith("+json"):
-        body = body_from_json(parse_json(raw))
+        document = parse_json(raw)
+        body = body_from_json(document)
         if on_error is not None:
             body.on_error = on_error
+        if canonical(document, raw) and body.on_error == document.get("on_error", "fail"):
+            body.raw = raw
     elif kind in CSV_TYPES:
         body = PredictionBody(records_from_csv(raw), on_error or "fail")
     elif kind in PARQUET_TYPES:
@@ -113,12 +120,6 @@ def _reject_constant(name: str) -> Any:
     raise ApiError(400, "invalid_json", f"{name} is not valid JSON; send null or a number")
 
 
-def _finite_or_text(literal: str) -> float | str:
-    """1e400 overflows to inf, which JSON cannot carry on: keep the literal for the schema."""
-    number = float(literal)
-    return number if math.isfinite(number) else literal
-
-
 def parse_json(raw: bytes) -> Any:
     if not raw.strip():
         raise ApiError(400, "invalid_json", "the body is empty; send {\"data\": [rows]}")
@@ -127,7 +128,6 @@ def parse_json(raw: bytes) -> Any:
             raw,
             object_pairs_hook=_no_duplicates,
             parse_constant=_reject_constant,
-            parse_float=_finite_or_text,
         )
     except json.JSONDecodeError as exc:
         raise ApiError(
@@ -138,6 +138,21 @@ def parse_json(raw: bytes) -> Any:
         raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
     except RecursionError:
         raise ApiError(400, "invalid_json", "the JSON is nested too deeply") from None
+
+
+def canonical(document: Any, raw: bytes) -> bool:
+    """Can BentoML parse these bytes to what we parsed? Then re-encoding them is waste.
+
+    Yes for `{"data": [...]}` (with or without on_error) holding no `\\u` escapes (a lone
+    surrogate is fine for Python's parser, not for BentoML's). A number too large for a
+    float (1e400) becomes inf in both parsers; the schema rejects it.
+    """
+    return (
+        isinstance(document, dict)
+        and "data" in document
+        and b"\\u" not in raw
+        and b"\x00" not in raw  # UTF-16/32: Python's parser detects them, BentoML's does not
+    )
 
 
 def body_from_json(document: Any) -> PredictionBody:

@@ -321,10 +321,17 @@ class FeatureSchema:
             elif feature.kind == "datetime":
                 out[feature.name] = _parse_datetimes(col)
             else:
-                out[feature.name] = col.astype(object).where(col.notna(), None).map(
-                    lambda v: v if v is None or isinstance(v, str) else str(v)
-                )
+                out[feature.name] = _as_text(col)
         return pd.DataFrame(out, index=frame.index)
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    """Strings and None (object dtype), as the predictor was fit on."""
+    text = col.astype(object).where(col.notna(), None)
+    # validated rows hold only strings and None: skip the per-value conversion (C check)
+    if pd.api.types.infer_dtype(text, skipna=True) in ("string", "empty"):
+        return text
+    return text.map(lambda v: v if v is None or isinstance(v, str) else str(v))
 
 
 _JSON_TYPES: dict[str, dict[str, Any]] = {

@@ -46,10 +46,12 @@ class Settings:
     max_rows: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024
     extra_fields: str = "ignore"
+    max_inflight: int = 512
     max_batch_size: int = 1_000
     max_latency_ms: int = 10_000
     request_timeout_s: int = 60
     model_workers: int = 1
+    model_threads: int = 1
     api_workers: int = 1
     access_log: bool = False
     log_level: str = "INFO"
@@ -68,10 +70,12 @@ class Settings:
             max_rows=_int(env, "AGBENTO_MAX_ROWS", cls.max_rows),
             max_body_bytes=_int(env, "AGBENTO_MAX_BODY_BYTES", cls.max_body_bytes),
             extra_fields=extra_fields,
+            max_inflight=_int(env, "AGBENTO_MAX_INFLIGHT", cls.max_inflight),
             max_batch_size=_int(env, "AGBENTO_MAX_BATCH_SIZE", cls.max_batch_size),
             max_latency_ms=_int(env, "AGBENTO_MAX_LATENCY_MS", cls.max_latency_ms),
             request_timeout_s=_int(env, "AGBENTO_REQUEST_TIMEOUT_S", cls.request_timeout_s),
             model_workers=_int(env, "AGBENTO_MODEL_WORKERS", cls.model_workers),
+            model_threads=_int(env, "AGBENTO_MODEL_THREADS", cls.model_threads),
             api_workers=_int(env, "AGBENTO_API_WORKERS", cls.api_workers),
             access_log=_bool(env, "AGBENTO_ACCESS_LOG", cls.access_log),
             log_level=log_level,
