@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 3000
 MODEL_NAME ?= agbento-demo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo-model serve test lint build clean
+.PHONY: install demo-model serve test lint build bench loadtest-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,14 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest
+
+# wrk drives the benchmark; from the distribution's packages (Debian/Ubuntu).
+loadtest-deps:
+	@command -v wrk >/dev/null || { \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+
+bench: demo-model loadtest-deps
+	$(BIN)/python loadtests/bench.py --quick
 
 build: demo-model
 	$(BIN)/bentoml build .

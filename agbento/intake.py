@@ -62,7 +62,7 @@ class PredictionBody:
                 # only inf from an overflowing literal (1e400) gets here: BentoML's parser
                 # reads `Infinity` back as inf and the schema rejects it, naming row and field
                 allow_nan=True,
-                default=_plain,
+                default=json_value,
             )
             return text.encode("utf-8")
         except UnicodeEncodeError:
@@ -229,11 +229,11 @@ def records_from_parquet(raw: bytes) -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
         raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
     return [
-        {str(k): _plain(v) for k, v in row.items()} for row in frame.to_dict("records")
+        {str(k): json_value(v) for k, v in row.items()} for row in frame.to_dict("records")
     ]
 
 
-def _plain(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A cell from a file as a JSON value; infinities become text the schema rejects."""
     if value is None:
         return None
@@ -251,15 +251,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, decimal.Decimal):
-        return _plain(float(value))
+        return json_value(float(value))
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, Iterable):
-        return [_plain(v) for v in value]
+        return [json_value(v) for v in value]
     try:
         import pandas as pd
 

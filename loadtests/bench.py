@@ -73,6 +73,7 @@ class Report:
     in_process: dict[str, dict[str, float]] = field(default_factory=dict)
     cold_start_s: dict[str, float] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
+    batch_client: dict[str, dict[str, Any]] = field(default_factory=dict)
     ratios: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -284,6 +285,21 @@ def bodies(card: ModelCard, workdir: Path) -> dict[str, tuple[Path, str, int]]:
     return out
 
 
+def batch_client(target: list[str], rows_file: Path, workdir: Path) -> dict[str, Any]:
+    """`python -m agbento.batch` on a Parquet file: its own summary (rows/s and more)."""
+    out = workdir / f"scored-{len(list(workdir.glob('scored-*')))}.parquet"
+    result = subprocess.run(
+        [sys.executable, "-m", "agbento.batch", str(rows_file), str(out), *target,
+         "--chunk-rows", "1000", "--concurrency", "4", "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"batch client failed: {result.stderr[-2000:]}")
+    summary = json.loads(result.stderr.strip().splitlines()[-1])
+    print(f"batch client {' '.join(target)}: {summary['rows_per_s']} rows/s")
+    return {k: summary[k] for k in ("rows", "seconds", "rows_per_s", "retries")}
+
+
 # -- the report ---------------------------------------------------------------------------
 
 
@@ -306,6 +322,9 @@ def ratios(report: Report) -> dict[str, float | None]:
         ours = find("agbento", scenario, 4)
         if ours:
             out[f"{scenario}_c4_vs_in_process_batch_1000"] = round(ours.rows_per_s / limit(1000), 3)
+    if "service" in report.batch_client:
+        out["batch_client_vs_in_process_batch_1000"] = round(
+            report.batch_client["service"]["rows_per_s"] / limit(1000), 3)
     ours, base = find("agbento", "1000-json", 4), find("baseline", "1000-json", 4)
     if ours and base:
         out["1000-json_c4_vs_baseline"] = round(ours.rows_per_s / base.rows_per_s, 2)
@@ -356,6 +375,11 @@ def markdown(report: Report) -> str:
             f"{r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.non2xx + r.socket_errors} | "
             f"{r.server_cpu_pct:.0f} | {r.server_peak_rss_mb:.0f} | {r.wrk_cpu_pct:.0f} |"
         )
+    if report.batch_client:
+        lines += ["", "## Batch client (`python -m agbento.batch`, 1,000-row chunks, 4 in flight)",
+                  "", "| target | rows | seconds | rows/s |", "| --- | ---: | ---: | ---: |"]
+        for target, v in report.batch_client.items():
+            lines.append(f"| {target} | {v['rows']} | {v['seconds']} | {v['rows_per_s']} |")
     lines += ["", "## Ratios", ""]
     lines += [f"- `{k}`: {v}" for k, v in report.ratios.items()]
     lines += ["", "The limit for single-row clients is the model in-process at a batch as "
@@ -436,8 +460,16 @@ def main(argv: list[str] | None = None) -> int:
                 path, content_type, rows = files[name]
                 report.runs.append(measure(service, name, "/predict", path, content_type,
                                            rows, 4, seconds))
+            table = demo_table().drop(columns=card.metadata["label"])
+            rows_file = Path(work) / "batch-input.parquet"
+            table.sample(n=20_000 if args.quick else 100_000, replace=True,
+                         random_state=3).to_parquet(rows_file, index=False)
+            report.batch_client["service"] = batch_client(["--url", service.url], rows_file,
+                                                          Path(work))
         finally:
             service.stop()
+        report.batch_client["in-process (--local)"] = batch_client(
+            ["--local", card.tag], rows_file, Path(work))
         if not args.no_baseline:
             port = free_port()
             baseline = Server("baseline", [str(bin_dir / "uvicorn"), "loadtests.baseline.app:app",

@@ -51,10 +51,10 @@ def private_home() -> Path:
 
 @contextlib.contextmanager
 def start_server(
-    project: Path, model_tag: str, target: str = ".", **env: str
+    project: Path, model_tag: str, target: str = ".", port: int | None = None, **env: str
 ) -> Iterator[BentoServer]:
     """`bentoml serve TARGET` in `project` (a source tree, or a built Bento's directory)."""
-    port = free_port()
+    port = port or free_port()
     log_file = tempfile.NamedTemporaryFile(prefix="bentoml-serve-", suffix=".log", delete=False)
     bentoml = Path(sys.executable).with_name("bentoml")
     environment = {

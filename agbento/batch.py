@@ -1,0 +1,449 @@
+"""Score a file of any size against running agbento services (or in-process).
+
+    python -m agbento.batch customers.parquet scores.parquet --url http://127.0.0.1:3000 \\
+        --id-column customer_id
+
+Reads CSV, Parquet or JSON Lines in chunks (bounded memory), sends chunks concurrently
+through BentoML's HTTP client (round-robin over every `--url`), and writes a `prediction`
+column (and `proba_<class>` columns for classification) next to the id column, in input
+order, as CSV or Parquet by the output's extension.
+
+Nothing is lost and nothing is scored twice: each finished chunk is written atomically to
+`OUTPUT.parts/`, so an interrupted run resumes where it stopped; the output file appears
+(atomically) only when every chunk is done. Rows the service rejects get an empty
+prediction and a line in `OUTPUT.rejects.csv`; the exit code is 3 when any row was
+rejected, 0 when none, 1 on a fatal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from agbento.intake import json_value
+
+EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 1, 3
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+REJECT_COLUMNS = ["row", "id", "field", "problem"]
+
+
+class BatchError(Exception):
+    """A problem the user must fix; the run stops (finished chunks are kept for a resume)."""
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def file_kind(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, kind in ((".csv", "csv"), (".csv.gz", "csv"), (".parquet", "parquet"),
+                         (".pq", "parquet"), (".jsonl", "jsonl"), (".ndjson", "jsonl")):
+        if name.endswith(suffix):
+            return kind
+    raise BatchError(f"{path}: unknown file type (use .csv, .parquet or .jsonl)")
+
+
+def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The input in order, `chunk_rows` at a time; never the whole file in memory."""
+    kind = file_kind(path)
+    if not path.exists():
+        raise BatchError(f"input file not found: {path}")
+    if kind == "csv":
+        # text as is: the service's schema parses numbers, dates and booleans itself
+        yield from pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=True)
+    elif kind == "jsonl":
+        yield from pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+    else:
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+
+
+def known_row_count(path: Path) -> int | None:
+    """Rows in the file when its metadata says so (Parquet), for the progress bar's ETA."""
+    if file_kind(path) != "parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON objects; missing cells are left out (absent = null for the service)."""
+    out = []
+    for row in frame.to_dict("records"):
+        out.append({str(k): v for k, v in ((k, json_value(v)) for k, v in row.items())
+                    if v is not None})
+    return out
+
+
+# -- scoring ------------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkResult:
+    predictions: list[Any]
+    probabilities: list[dict[str, float] | None] | None
+    errors: list[dict[str, Any]]
+
+
+@dataclass
+class Stats:
+    rows: int = 0
+    rejected: int = 0
+    retries: int = 0
+    chunks_resumed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class RemoteScorer:
+    """Chunks to one or more running services, through BentoML's async HTTP client."""
+
+    def __init__(self, urls: list[str], api_key: str | None, max_retries: int,
+                 timeout_s: float, stats: Stats) -> None:
+        self.urls, self.api_key, self.max_retries = urls, api_key, max_retries
+        self.timeout_s, self.stats = timeout_s, stats
+        self.clients: list[Any] = []
+        self._next = 0
+
+    async def __aenter__(self) -> RemoteScorer:
+        import bentoml
+
+        for url in self.urls:
+            client = await self._retrying(lambda u=url: self._connect(bentoml, u), url)
+            self.clients.append(client)
+        return self
+
+    async def _connect(self, bentoml: Any, url: str) -> Any:
+        client = bentoml.AsyncHTTPClient(url, token=self.api_key, timeout=self.timeout_s,
+                                         server_ready_timeout=0)
+        return await client.__aenter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in self.clients:
+            await client.__aexit__(None, None, None)
+
+    async def model_info(self) -> dict[str, Any]:
+        response = await self.clients[0].request("GET", "/model/info")
+        if response.status_code != 200:
+            raise BatchError(f"GET /model/info answered {response.status_code}: "
+                             f"{response.text[:300]}")
+        return response.json()
+
+    async def score(self, rows: list[dict[str, Any]]) -> ChunkResult:
+        client = self.clients[self._next % len(self.clients)]
+        self._next += 1
+        body = {"data": rows, "on_error": "skip"}
+        response = await self._retrying(
+            lambda: client.request("POST", "/predict", json=body), str(client.url)
+        )
+        answer = response.json()
+        return ChunkResult(answer["predictions"], answer["probabilities"], answer["errors"])
+
+    async def _retrying(self, call: Any, where: str) -> Any:
+        """Backoff with jitter on 429/5xx-unavailable and connection errors; Retry-After wins."""
+        import httpx
+
+        for attempt in range(self.max_retries + 1):
+            delay = min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+            try:
+                response = await call()
+            except (httpx.TransportError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if not isinstance(response, httpx.Response):  # a connected client
+                    return response
+                status = response.status_code
+                if status == 200:
+                    return response
+                if status not in RETRY_STATUSES:
+                    raise BatchError(f"{where} answered {status}: {response.text[:300]}")
+                problem = f"HTTP {status}"
+                retry_after = response.headers.get("retry-after", "")
+                if retry_after.isdigit():
+                    delay = float(retry_after) + random.uniform(0, 0.5)
+            if attempt == self.max_retries:
+                raise BatchError(f"{where}: giving up after {attempt + 1} attempts ({problem})")
+            self.stats.retries += 1
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+class LocalScorer:
+    """The same pipeline in-process, without a server (for comparison and debugging)."""
+
+    def __init__(self, tag: str) -> None:
+        import bentoml
+
+        from agbento.inference import TabularRuntime
+        from agbento.store import ModelCard
+
+        try:
+            card = ModelCard.of(bentoml.models.get(tag))
+        except bentoml.exceptions.NotFound:
+            raise BatchError(f"model {tag!r} is not in the local model store") from None
+        self.card = card
+        self.runtime = TabularRuntime.load(card)
+
+    async def __aenter__(self) -> LocalScorer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def model_info(self) -> dict[str, Any]:
+        return self.card.info()
+
+    async def score(self, rows: list[dict[str, Any]]) -> ChunkResult:
+        from agbento.contract import PredictionContract
+        from agbento.inference import encode_rows
+
+        contract = PredictionContract(self.card, max_rows=len(rows) or 1)
+        validated = contract.accept(rows, "skip")
+        (scored,) = (self.runtime.score_requests([encode_rows(validated.rows)])
+                     if validated.rows else [None])
+        answer = json.loads(contract.answer(validated, len(rows), scored, "local",
+                                            on_error="skip"))
+        return ChunkResult(answer["predictions"], answer["probabilities"], answer["errors"])
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+def output_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
+                 id_column: str | None, classes: list[str]) -> pd.DataFrame:
+    out = pd.DataFrame(index=range(len(chunk)))
+    if id_column is not None:
+        out[id_column] = chunk[id_column].to_numpy()
+    else:
+        out["row"] = range(first_row, first_row + len(chunk))
+    out["prediction"] = result.predictions
+    if result.probabilities is not None:
+        for cls in classes:
+            out[f"proba_{cls}"] = [p[cls] if p else None for p in result.probabilities]
+    return out
+
+
+def rejects_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
+                  id_column: str | None) -> pd.DataFrame:
+    rows = [{
+        "row": first_row + e["row"],
+        "id": None if id_column is None else chunk[id_column].iloc[e["row"]],
+        "field": e.get("field"),
+        "problem": e["problem"],
+    } for e in result.errors]
+    return pd.DataFrame(rows, columns=REJECT_COLUMNS)
+
+
+def write_atomically(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+class Parts:
+    """Finished chunks on disk (`OUTPUT.parts/`): what makes a run resumable."""
+
+    def __init__(self, output: Path, fingerprint: str, restart: bool) -> None:
+        self.dir = output.with_name(output.name + ".parts")
+        manifest = self.dir / "manifest.json"
+        if self.dir.exists() and (restart or not manifest.exists()
+                                  or json.loads(manifest.read_text()) != {"run": fingerprint}):
+            shutil.rmtree(self.dir)  # another input or settings: start over
+        self.dir.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(json.dumps({"run": fingerprint}))
+
+    def path(self, index: int, kind: str) -> Path:
+        return self.dir / f"{index:08d}.{kind}.parquet"
+
+    def done(self, index: int) -> bool:
+        return self.path(index, "out").exists()
+
+    def save(self, index: int, out: pd.DataFrame, rejects: pd.DataFrame) -> None:
+        write_atomically(rejects, self.path(index, "rejects"))
+        write_atomically(out, self.path(index, "out"))  # last: marks the chunk done
+
+    def assemble(self, output: Path, count: int) -> int:
+        """Parts -> OUTPUT (and OUTPUT.rejects.csv) in order, atomically; rejects count."""
+        tmp = output.with_name(output.name + ".tmp")
+        rejects_path = output.with_name(output.name + ".rejects.csv")
+        rejected = 0
+        writer = None
+        with open(rejects_path.with_name(rejects_path.name + ".tmp"), "w") as rejects_out:
+            pd.DataFrame(columns=REJECT_COLUMNS).to_csv(rejects_out, index=False)
+            for index in range(count):
+                out = pd.read_parquet(self.path(index, "out"))
+                rejects = pd.read_parquet(self.path(index, "rejects"))
+                rejected += len(rejects)
+                rejects.to_csv(rejects_out, index=False, header=False)
+                if file_kind(output) == "csv":
+                    out.to_csv(tmp, index=False, header=index == 0, mode="w" if index == 0
+                               else "a")
+                else:
+                    import pyarrow as pa
+                    import pyarrow.parquet as pq
+
+                    table = pa.Table.from_pandas(out, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+        if writer is not None:
+            writer.close()
+        if count == 0:
+            pd.DataFrame().to_csv(tmp, index=False)
+        os.replace(tmp, output)
+        os.replace(rejects_path.with_name(rejects_path.name + ".tmp"), rejects_path)
+        shutil.rmtree(self.dir)
+        return rejected
+
+
+def run_fingerprint(args: argparse.Namespace) -> str:
+    stat = args.input.stat()
+    facts = [str(args.input.resolve()), stat.st_size, stat.st_mtime_ns, args.chunk_rows,
+             args.id_column, args.local or sorted(args.url)]
+    return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:16]
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+async def score_file(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    stats = Stats()
+    scorer: Any = (LocalScorer(args.local) if args.local else
+                   RemoteScorer(args.url, args.api_key, args.max_retries, args.timeout, stats))
+    async with scorer:
+        info = await scorer.model_info()
+        classes = [str(c) for c in info.get("classes") or []]
+        if args.dry_run:
+            return dry_run(args, info)
+        parts = Parts(args.output, run_fingerprint(args), args.restart)
+        window = asyncio.Semaphore(args.concurrency)
+        pending: set[asyncio.Task[None]] = set()
+        progress = tqdm(unit="rows", desc="scoring", dynamic_ncols=True, disable=args.quiet,
+                        total=known_row_count(args.input), unit_scale=True)
+        count = 0
+        first_row = 0
+
+        async def one(index: int, chunk: pd.DataFrame, first: int) -> None:
+            try:
+                result = await scorer.score(records(chunk))
+                parts.save(index, output_frame(chunk, result, first, args.id_column, classes),
+                           rejects_frame(chunk, result, first, args.id_column))
+                stats.rejected += len(result.errors)
+                stats.rows += len(chunk)
+                progress.update(len(chunk))
+            finally:
+                window.release()
+
+        try:
+            for index, chunk in enumerate(read_chunks(args.input, args.chunk_rows)):
+                count = index + 1
+                if args.id_column is not None and args.id_column not in chunk.columns:
+                    raise BatchError(f"--id-column {args.id_column!r} is not in {args.input}")
+                if parts.done(index):
+                    stats.chunks_resumed += 1
+                    progress.update(len(chunk))
+                else:
+                    await window.acquire()
+                    task = asyncio.create_task(one(index, chunk.reset_index(drop=True),
+                                                   first_row))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    failed = [t for t in list(pending) if t.done() and t.exception()]
+                    if failed:
+                        raise failed[0].exception()  # type: ignore[misc]
+                first_row += len(chunk)
+            if pending:
+                await asyncio.gather(*pending)
+        finally:
+            for task in pending:
+                task.cancel()
+            progress.close()
+        rejected = parts.assemble(args.output, count)
+    elapsed = time.monotonic() - stats.started
+    summary = {
+        "rows": first_row, "scored_now": stats.rows, "chunks_resumed": stats.chunks_resumed,
+        "seconds": round(elapsed, 2), "rows_per_s": round(stats.rows / elapsed, 1) if elapsed
+        else None, "retries": stats.retries, "rejected_rows": rejected,
+        "output": str(args.output),
+        "rejects": str(args.output.with_name(args.output.name + ".rejects.csv")),
+    }
+    print(json.dumps(summary), file=sys.stderr)
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def dry_run(args: argparse.Namespace, info: dict[str, Any]) -> int:
+    """Validate the file against the served model's schema; send nothing."""
+    from agbento.schema import FeatureSchema
+
+    schema = FeatureSchema.from_dict(info["schema"])
+    problems = rows = 0
+    examples = []
+    for chunk in read_chunks(args.input, args.chunk_rows):
+        result = schema.validate_rows(records(chunk))
+        problems += len(result.problems)
+        examples += [
+            {"row": rows + p.row, "field": p.field, "problem": p.problem}
+            for p in result.problems[: max(0, 5 - len(examples))]
+        ]
+        rows += len(chunk)
+    print(json.dumps({"rows": rows, "problems": problems, "first_problems": examples}))
+    return EXIT_REJECTED if problems else EXIT_OK
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m agbento.batch",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("input", type=Path, help=".csv, .parquet or .jsonl")
+    parser.add_argument("output", type=Path, help=".csv or .parquet")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", action="append", help="service URL (repeat for replicas)")
+    where.add_argument("--local", metavar="MODEL_TAG", help="score in-process, no server")
+    parser.add_argument("--id-column", help="column passed through to the output")
+    parser.add_argument("--chunk-rows", type=int, default=2000, help="rows per request (2000)")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (4)")
+    parser.add_argument("--api-key", default=os.environ.get("AGBENTO_API_KEY"),
+                        help="sent as a Bearer token (default: $AGBENTO_API_KEY)")
+    parser.add_argument("--max-retries", type=int, default=8, help="per request (8)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds per request")
+    parser.add_argument("--restart", action="store_true", help="ignore finished chunks")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate against the served schema, send no rows")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.chunk_rows < 1 or args.concurrency < 1:
+        parser.error("--chunk-rows and --concurrency must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        file_kind(args.output)
+        return asyncio.run(score_file(args))
+    except BatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        print("interrupted: finished chunks are kept; run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

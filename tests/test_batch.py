@@ -1,0 +1,167 @@
+"""The batch client: files of any size, in order, every row exactly once, resumable."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from autogluon.tabular import TabularPredictor
+
+from tests.servers import BentoServer, free_port, start_server
+from tests.tiny_models import TinyModels
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.integration
+
+
+def penguin_file(path: Path, rows: int, seed: int = 0) -> pd.DataFrame:
+    from agbento.training import demo_table
+
+    table = demo_table().dropna(subset=["species"]).drop(columns="species")
+    frame = table.sample(n=rows, replace=True, random_state=seed).reset_index(drop=True)
+    frame.insert(0, "penguin_id", [f"p{i:06d}" for i in range(rows)])
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return frame
+
+
+def batch(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen:
+    command = [sys.executable, "-m", "agbento.batch", *args, "--quiet"]
+    if not wait:
+        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def summary(stderr: str) -> dict:
+    return json.loads(stderr.strip().splitlines()[-1])
+
+
+def expected(card_path: Path, frame: pd.DataFrame, schema) -> pd.Series:  # noqa: ANN001
+    predictor = TabularPredictor.load(str(card_path), verbosity=0)
+    return predictor.predict(schema.to_frame(frame.drop(columns="penguin_id")))
+
+
+def test_100k_rows_in_order_equal_to_in_process(
+    multiclass_server: BentoServer, tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    frame = penguin_file(tmp_path / "in.parquet", 100_000)
+    out = tmp_path / "out.parquet"
+    result = batch(str(tmp_path / "in.parquet"), str(out), "--url", multiclass_server.url,
+                   "--id-column", "penguin_id", "--chunk-rows", "1000")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scored = pd.read_parquet(out)
+    assert len(scored) == 100_000
+    assert scored["penguin_id"].tolist() == frame["penguin_id"].tolist()
+    card = tiny_models.multiclass
+    want = expected(card.predictor_path, frame, card.schema)
+    assert scored["prediction"].tolist() == want.tolist()
+    probas = scored[["proba_Adelie", "proba_Chinstrap", "proba_Gentoo"]].to_numpy()
+    assert np.allclose(probas.sum(axis=1), 1.0)
+    facts = summary(result.stderr)
+    assert facts["rows"] == 100_000 and facts["rejected_rows"] == 0
+    assert not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_rejected_rows_go_to_the_rejects_file(
+    multiclass_server: BentoServer, tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    frame = penguin_file(tmp_path / "in.csv", 50)
+    frame["year"] = frame["year"].astype(object)
+    frame.loc[[3, 41], "year"] = "someday"
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "out.csv"
+    result = batch(str(tmp_path / "in.csv"), str(out), "--url", multiclass_server.url,
+                   "--id-column", "penguin_id", "--chunk-rows", "20")
+    assert result.returncode == 3, result.stderr[-2000:]
+    scored = pd.read_csv(out)
+    assert len(scored) == 50
+    assert scored["prediction"].isna().tolist() == [i in (3, 41) for i in range(50)]
+    rejects = pd.read_csv(tmp_path / "out.csv.rejects.csv")
+    assert rejects[["row", "id", "field"]].values.tolist() == [
+        [3, "p000003", "year"], [41, "p000041", "year"]]
+    assert "someday" in rejects["problem"][0]
+    # local mode: the same answers without a server
+    local = tmp_path / "local.csv"
+    result = batch(str(tmp_path / "in.csv"), str(local), "--local", tiny_models.multiclass.tag,
+                   "--id-column", "penguin_id")
+    assert result.returncode == 3, result.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(local), scored)
+
+
+def test_dry_run_checks_the_file_and_sends_nothing(
+    multiclass_server: BentoServer, tmp_path: Path
+) -> None:
+    frame = penguin_file(tmp_path / "in.csv", 30)
+    frame["bill_length_mm"] = frame["bill_length_mm"].astype(object)
+    frame.loc[7, "bill_length_mm"] = "long"
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    result = batch(str(tmp_path / "in.csv"), str(tmp_path / "out.csv"), "--url",
+                   multiclass_server.url, "--dry-run")
+    assert result.returncode == 3
+    report = json.loads(result.stdout)
+    assert report["rows"] == 30 and report["problems"] == 1
+    assert report["first_problems"][0]["row"] == 7
+    assert not (tmp_path / "out.csv").exists()
+
+
+def wait_for_parts(parts: Path, at_least: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list(parts.glob("*.out.parquet"))) < at_least:
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.05)
+
+
+def test_server_killed_and_restarted_mid_run(tiny_models: TinyModels, tmp_path: Path) -> None:
+    frame = penguin_file(tmp_path / "in.parquet", 60_000, seed=1)
+    out = tmp_path / "out.parquet"
+    port = free_port()
+    tag = tiny_models.multiclass.tag
+    with start_server(ROOT, tag, port=port) as server:
+        client = batch(str(tmp_path / "in.parquet"), str(out), "--url", server.url,
+                       "--id-column", "penguin_id", "--chunk-rows", "500",
+                       "--concurrency", "2", wait=False)
+        wait_for_parts(tmp_path / "out.parquet.parts", 5)
+    assert client.poll() is None  # the client waits and retries while the server is down
+    with start_server(ROOT, tag, port=port):
+        stdout, stderr = client.communicate(timeout=600)
+    assert client.returncode == 0, stderr[-2000:]
+    assert summary(stderr)["retries"] > 0
+    scored = pd.read_parquet(out)
+    assert scored["penguin_id"].tolist() == frame["penguin_id"].tolist()  # exactly once
+    card = tiny_models.multiclass
+    assert scored["prediction"].tolist() == expected(
+        card.predictor_path, frame, card.schema).tolist()
+
+
+def test_interrupted_run_resumes_without_rescoring(
+    multiclass_server: BentoServer, tmp_path: Path
+) -> None:
+    frame = penguin_file(tmp_path / "in.parquet", 60_000, seed=2)
+    out = tmp_path / "out.parquet"
+    args = [str(tmp_path / "in.parquet"), str(out), "--url", multiclass_server.url,
+            "--id-column", "penguin_id", "--chunk-rows", "500", "--concurrency", "1"]
+    client = batch(*args, wait=False)
+    wait_for_parts(tmp_path / "out.parquet.parts", 10)
+    client.send_signal(signal.SIGINT)
+    _, stderr = client.communicate(timeout=60)
+    assert client.returncode == 130, stderr[-2000:]
+    assert not out.exists()
+    done = len(list((tmp_path / "out.parquet.parts").glob("*.out.parquet")))
+    result = batch(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    facts = summary(result.stderr)
+    assert facts["chunks_resumed"] == done >= 10
+    assert facts["scored_now"] == 60_000 - 500 * done
+    scored = pd.read_parquet(out)
+    assert scored["penguin_id"].tolist() == frame["penguin_id"].tolist()
+    assert not (tmp_path / "out.parquet.parts").exists()
