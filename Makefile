@@ -7,7 +7,7 @@ PORT ?= 3000
 MODEL_NAME ?= agbento-demo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo-model serve test lint build bench loadtest-deps clean
+.PHONY: install demo-model serve test test-deps lint build bench loadtest-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ serve: demo-model
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+# The cache tests run a real redis-server; from the distribution's packages.
+test-deps:
+	@command -v redis-server >/dev/null || { \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+
+test: install lint test-deps
 	$(BIN)/python -m pytest
 
 # wrk drives the benchmark; from the distribution's packages (Debian/Ubuntu).

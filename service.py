@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Annotated, Any
@@ -23,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from agbento.admin import require_admin
+from agbento.cache import CacheConfig, PredictionCache, open_backend
 from agbento.contract import (
     OnError,
     PredictionContract,
@@ -47,6 +50,12 @@ configure_logging(settings.log_level)
 log = logging.getLogger("agbento.requests")
 stored_model = bentoml.models.BentoModel(settings.model)
 card = load_card(stored_model)
+cache_config = CacheConfig(
+    url=settings.cache_url,
+    ttl_s=settings.cache_ttl_s,
+    timeout_ms=settings.cache_timeout_ms,
+    memory_bytes=settings.cache_memory_mb * 1024 * 1024,
+)
 PREDICTION_PATHS = ("/predict", "/predict_proba")
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
@@ -103,8 +112,24 @@ async def model_info(request: Request) -> JSONResponse:
     return JSONResponse(bentoml.get_current_service().card.info())
 
 
+async def clear_cache(request: Request) -> JSONResponse:
+    """POST /admin/cache/clear: drop the served model's cached answers (admin token)."""
+    request_id = request_id_from(request.headers)
+    try:
+        require_admin(request.headers, settings.admin_token)
+    except ApiError as error:
+        return json_response(error.body(request_id), error.status, request_id)
+    removed = await bentoml.get_current_service().cache.clear()
+    log.info("cache cleared request_id=%s removed=%d", request_id, removed)
+    return json_response({"cleared": removed, "request_id": request_id}, 200, request_id)
+
+
 info_routes = Starlette(
-    routes=[Route("/health", health), Route("/model/info", model_info)]
+    routes=[
+        Route("/health", health),
+        Route("/model/info", model_info),
+        Route("/admin/cache/clear", clear_cache, methods=["POST"]),
+    ]
 )
 
 
@@ -123,6 +148,8 @@ class AgBento:
     def __init__(self) -> None:
         self.card = card
         self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
+        self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
+        self.background: set[asyncio.Task[Any]] = set()
 
     @bentoml.api(route="/predict")
     async def predict(
@@ -152,6 +179,7 @@ class AgBento:
             "status": "healthy" if loaded else "unhealthy",
             "model_loaded": loaded,
             "model": self.card.reference(),
+            "cache": self.cache.describe(),
         }
 
     async def _respond(
@@ -180,8 +208,31 @@ class AgBento:
         return json_response(body, status, request_id, retry_after)
 
     async def _score(self, rows: list[list[Any]]) -> ScoredRequest | None:
+        """Rows answered from the cache where it can, from the model otherwise."""
         if not rows:
             return None
+        if not self.cache.enabled:
+            return await self._call_model(rows)
+        keys = self.cache.keys(rows)
+        answers = await self.cache.lookup(keys)
+        missing = [i for i, answer in enumerate(answers) if answer is None]
+        failed = []
+        if missing:
+            fresh = await self._call_model([rows[i] for i in missing])
+            failed = [{**f, "row": missing[f["row"]]} for f in fresh.failed]
+            for i, answer in zip(missing, fresh.per_row(), strict=True):
+                answers[i] = answer
+            self._in_background(self.cache.store(
+                {keys[i]: answers[i] for i in missing if answers[i] is not None}))
+        return ScoredRequest.from_rows(answers, failed, self.card.is_classification)
+
+    def _in_background(self, work: Any) -> None:
+        """A store must not delay the answer; keep a reference until it is done."""
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _call_model(self, rows: list[list[Any]]) -> ScoredRequest:
         payload = [encode_rows(rows)]
         try:
             try:

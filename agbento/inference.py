@@ -48,6 +48,24 @@ class ScoredRequest:
     def from_dict(cls, data: dict[str, Any]) -> ScoredRequest:
         return cls(data["predictions"], data["probabilities"], list(data.get("failed", [])))
 
+    def per_row(self) -> list[dict[str, Any] | None]:
+        """{"p": prediction, "q": probabilities} per row; None where the model failed."""
+        failed = {f["row"] for f in self.failed}
+        predictions = json.loads(self.predictions)
+        probabilities = json.loads(self.probabilities) or [None] * len(predictions)
+        return [None if i in failed else {"p": p, "q": q}
+                for i, (p, q) in enumerate(zip(predictions, probabilities, strict=True))]
+
+    @classmethod
+    def from_rows(cls, answers: list[dict[str, Any] | None], failed: list[dict[str, Any]],
+                  classification: bool) -> ScoredRequest:
+        """The inverse of `per_row` (rows answered from the cache and the model, merged)."""
+        return cls(
+            json.dumps([a["p"] if a else None for a in answers]),
+            json.dumps([a["q"] if a else None for a in answers]) if classification else "null",
+            failed,
+        )
+
 
 class TabularRuntime:
     """Holds one TabularPredictor in memory and scores merged batches of requests.

@@ -54,6 +54,11 @@ class Settings:
     model_threads: int = 1
     api_workers: int = 1
     access_log: bool = False
+    cache_url: str = "memory"
+    cache_ttl_s: int = 3600
+    cache_timeout_ms: int = 50
+    cache_memory_mb: int = 64
+    admin_token: str = ""
     log_level: str = "INFO"
 
     @classmethod
@@ -78,11 +83,19 @@ class Settings:
             model_threads=_int(env, "AGBENTO_MODEL_THREADS", cls.model_threads),
             api_workers=_int(env, "AGBENTO_API_WORKERS", cls.api_workers),
             access_log=_bool(env, "AGBENTO_ACCESS_LOG", cls.access_log),
+            cache_url=env.get("AGBENTO_CACHE_URL", cls.cache_url).strip(),
+            cache_ttl_s=_int(env, "AGBENTO_CACHE_TTL_S", cls.cache_ttl_s),
+            cache_timeout_ms=_int(env, "AGBENTO_CACHE_TIMEOUT_MS", cls.cache_timeout_ms),
+            cache_memory_mb=_int(env, "AGBENTO_CACHE_MEMORY_MB", cls.cache_memory_mb),
+            admin_token=env.get("AGBENTO_ADMIN_TOKEN", "").strip(),
             log_level=log_level,
         )
 
     def as_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """For logs and /model/info: secrets masked."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["admin_token"] = "***" if self.admin_token else ""
+        return values
 
 
 @lru_cache(maxsize=1)

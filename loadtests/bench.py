@@ -325,6 +325,11 @@ def ratios(report: Report) -> dict[str, float | None]:
     if "service" in report.batch_client:
         out["batch_client_vs_in_process_batch_1000"] = round(
             report.batch_client["service"]["rows_per_s"] / limit(1000), 3)
+    for scenario, c in (("single-json", 64), ("1000-json", 4)):
+        hit, miss = find("agbento+cache", f"{scenario} repeated", c), find("agbento", scenario, c)
+        if hit and miss:
+            out[f"{scenario}_c{c}_cache_hits_vs_no_cache"] = round(
+                hit.requests_per_s / miss.requests_per_s, 2)
     ours, base = find("agbento", "1000-json", 4), find("baseline", "1000-json", 4)
     if ours and base:
         out["1000-json_c4_vs_baseline"] = round(ours.rows_per_s / base.rows_per_s, 2)
@@ -434,14 +439,17 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (5 if args.quick else 15)
     concurrencies = [1, 16, 64, 256]
     card = ensure_model(args.model)
-    service_env = {"AGBENTO_MODEL": card.tag}
+    # Batching is measured with the cache off (wrk repeats one body: with the cache on every
+    # request would be a hit); the cache gets its own repeated-rows runs.
+    service_env = {"AGBENTO_MODEL": card.tag, "AGBENTO_CACHE_URL": "off"}
     report = Report(
         machine=machine(),
         model={"tag": card.tag, "problem_type": card.problem_type,
                "models": ", ".join(card.metadata.get("models", []))},
         settings={"mode": "quick" if args.quick else "full", "seconds": seconds,
                   "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "service_env": "default AGBENTO_* settings"},
+                  "service_env": "default AGBENTO_* settings, cache off "
+                                 "(cached runs: AGBENTO_CACHE_URL=memory)"},
     )
     report.in_process = in_process(card, sorted({1, 16, 64, 100, 256, 1000, 10_000}))
 
@@ -470,6 +478,17 @@ def main(argv: list[str] | None = None) -> int:
             service.stop()
         report.batch_client["in-process (--local)"] = batch_client(
             ["--local", card.tag], rows_file, Path(work))
+        port = free_port()
+        cached = Server("agbento+cache", [str(bin_dir / "bentoml"), "serve", ".", "--host",
+                                          "127.0.0.1", "--port", str(port)], port,
+                        {**service_env, "AGBENTO_CACHE_URL": "memory"})
+        try:
+            for name, concurrency in (("single-json", 64), ("1000-json", 4)):
+                path, content_type, rows = files[name]
+                report.runs.append(measure(cached, f"{name} repeated", "/predict", path,
+                                           content_type, rows, concurrency, seconds))
+        finally:
+            cached.stop()
         if not args.no_baseline:
             port = free_port()
             baseline = Server("baseline", [str(bin_dir / "uvicorn"), "loadtests.baseline.app:app",

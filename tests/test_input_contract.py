@@ -114,8 +114,8 @@ def test_a_row_only_the_model_rejects_fails_only_its_own_request(
     """Good and bad requests at once: the bad rows share batches with good ones."""
     # this model's schema takes bill_length_mm as text; numbers as text still score
     good = [
-        {**row, "bill_length_mm": str(row["bill_length_mm"])}
-        for row in penguin_rows("species", 48, seed=5)
+        {**row, "bill_length_mm": str(row["bill_length_mm"]), "body_mass_g": 5000.5 + i}
+        for i, row in enumerate(penguin_rows("species", 48, seed=5))
         if row["bill_length_mm"] is not None
     ]
     bad = [{**GOOD, "bill_length_mm": f"not a number {i}"} for i in range(16)]

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def penguin_rows(label: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """Penguins as JSON rows, from the rows a model on `label` was trained on."""
     table = demo_table().dropna(subset=[label]).drop(columns=label)
-    return json_records(table.sample(n=n, replace=True, random_state=seed))
+    return json_records(table.sample(n=n, replace=n > len(table), random_state=seed))
 
 
 def in_process(card: ModelCard, rows: list[dict[str, Any]]) -> tuple[list[Any], pd.DataFrame]:
@@ -124,6 +124,8 @@ def test_health_and_bentoml_probes(multiclass_server: BentoServer, tiny_models: 
         "status": "healthy",
         "model_loaded": True,
         "model": tiny_models.multiclass.reference(),
+        "cache": {"enabled": True, "backend": "memory", "ttl_s": 3600, "timeout_ms": 50,
+                  "available": True},
     }
     assert httpx.get(f"{multiclass_server.url}/livez").status_code == 200
     assert httpx.get(f"{multiclass_server.url}/readyz").status_code == 200
@@ -166,7 +168,9 @@ def adaptive_batches(server: BentoServer) -> tuple[float, float]:
 def test_concurrent_single_rows_merge_into_fewer_model_calls(
     multiclass_server: BentoServer,
 ) -> None:
-    rows = penguin_rows("species", 64, seed=7)
+    # rows no other test sends, so the prediction cache cannot answer them
+    rows = [{**row, "body_mass_g": 3000.25 + i} for i, row in
+            enumerate(penguin_rows("species", 64, seed=7))]
     rows_before, calls_before = adaptive_batches(multiclass_server)
     with ThreadPoolExecutor(max_workers=32) as pool:
         responses = list(pool.map(lambda r: post(multiclass_server, "/predict", [r]), rows))

@@ -1,0 +1,210 @@
+"""The prediction cache: canonical keys, memory bounds, and Redis that may die at any time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agbento.cache import CacheConfig, MemoryBackend, PredictionCache
+from agbento.schema import FeatureSchema
+from tests.servers import BentoServer, free_port, start_server
+from tests.test_bad_input import GOOD
+from tests.tiny_models import TinyModels
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- units --------------------------------------------------------------------------------
+
+
+def test_equal_rows_share_a_key(tiny_models: TinyModels) -> None:
+    schema: FeatureSchema = tiny_models.multiclass.schema
+    spellings = [
+        {**GOOD, "body_mass_g": 5000},
+        {**dict(reversed(list(GOOD.items()))), "body_mass_g": 5000.0},
+        {**GOOD, "body_mass_g": "5000", "year": "2008"},
+        {**GOOD, "sex": "female", "colour": "ignored"},
+    ]
+    rows = schema.validate_rows(spellings).rows
+    cache = PredictionCache(MemoryBackend(10**6), "m:1", CacheConfig("memory"))
+    assert len(set(cache.keys(rows))) == 1
+    # null and absent are the same for a nullable feature; another value is another key
+    with_null = schema.validate_rows([{**GOOD, "bill_depth_mm": None}]).rows
+    absent = schema.validate_rows([{k: v for k, v in GOOD.items() if k != "bill_depth_mm"}])
+    assert cache.keys(with_null) == cache.keys(absent.rows) != cache.keys(rows[:1])
+    other_model = PredictionCache(MemoryBackend(10**6), "m:2", CacheConfig("memory"))
+    assert other_model.keys(rows[:1]) != cache.keys(rows[:1])
+
+
+def test_memory_backend_ttl_and_bound() -> None:
+    async def scenario() -> None:
+        backend = MemoryBackend(max_bytes=2000)
+        await backend.set_many({f"k{i}": b"x" * 100 for i in range(30)}, ttl_s=60)
+        assert backend.bytes <= 2000
+        found = await backend.get_many([f"k{i}" for i in range(30)])
+        assert found[0] is None and found[-1] == b"x" * 100  # oldest evicted first
+        await backend.set_many({"short": b"y"}, ttl_s=0)
+        await asyncio.sleep(0.01)
+        assert await backend.get_many(["short"]) == [None]
+
+    asyncio.run(scenario())
+
+
+class StalledBackend(MemoryBackend):
+    """A backend that hangs, as a Redis behind a dead network would."""
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        await asyncio.sleep(10)
+        return [None] * len(keys)
+
+
+def test_a_hanging_cache_costs_at_most_its_timeout() -> None:
+    async def scenario() -> None:
+        cache = PredictionCache(StalledBackend(10**6), "m:1", CacheConfig("memory",
+                                                                           timeout_ms=50))
+        start = time.perf_counter()
+        assert await cache.lookup(["a", "b"]) == [None, None]
+        assert time.perf_counter() - start < 0.5
+        assert cache.describe()["available"] is False  # bypassed for a while
+        start = time.perf_counter()
+        assert await cache.lookup(["a"]) == [None]
+        assert time.perf_counter() - start < 0.01
+
+    asyncio.run(scenario())
+
+
+# -- a real redis-server -------------------------------------------------------------------
+
+
+class RedisServer:
+    """A real redis-server on a loopback port, which a test may kill (-9) and start again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed: run `make test-deps`"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=0.2).ping():
+                    return self
+            except redis.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def redis_server(port: int) -> Iterator[RedisServer]:
+    server = RedisServer(port).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def lookups(server: BentoServer) -> dict[str, float]:
+    counts = {"hit": 0.0, "miss": 0.0, "error": 0.0}
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith("agbento_cache_lookups_total{"):
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            counts[result] += float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def predict(server: BentoServer, rows: list[dict]) -> dict:
+    response = httpx.post(f"{server.url}/predict", json={"data": rows}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before[k] for k in before}
+
+
+@pytest.mark.integration
+def test_redis_cache_end_to_end(tiny_models: TinyModels) -> None:
+    port = free_port()
+    tag = tiny_models.multiclass.tag
+    env = {"AGBENTO_CACHE_URL": f"redis://127.0.0.1:{port}/0", "AGBENTO_CACHE_TTL_S": "3",
+           "AGBENTO_ADMIN_TOKEN": "s3cret-admin"}
+    rows = [{**GOOD, "body_mass_g": 4000.5 + i} for i in range(3)]
+    with redis_server(port), start_server(ROOT, tag, **env) as server:
+        assert httpx.get(f"{server.url}/health").json()["cache"]["backend"] == "redis"
+        before = lookups(server)
+        first = predict(server, rows[:2])
+        second = predict(server, rows[:2])
+        assert delta(before, lookups(server)) == {"hit": 2, "miss": 2, "error": 0}
+        assert second["predictions"] == first["predictions"]
+        assert second["probabilities"] == first["probabilities"]
+        # part hit, part miss, in order
+        before = lookups(server)
+        mixed = predict(server, [rows[2], rows[0]])
+        assert delta(before, lookups(server)) == {"hit": 1, "miss": 1, "error": 0}
+        assert mixed["predictions"][1] == first["predictions"][0]
+        # keys are per model tag
+        import redis
+
+        keys = redis.Redis(port=port).keys("*")
+        assert keys and all(k.decode().startswith(f"agbento:{tag}:") for k in keys)
+        # TTL
+        time.sleep(3.5)
+        before = lookups(server)
+        predict(server, rows[:1])
+        assert delta(before, lookups(server)) == {"hit": 0, "miss": 1, "error": 0}
+        # admin clear
+        clear = f"{server.url}/admin/cache/clear"
+        assert httpx.post(clear).status_code == 401
+        assert httpx.post(clear, headers={"Authorization": "Bearer nope"}).status_code == 403
+        cleared = httpx.post(clear, headers={"Authorization": "Bearer s3cret-admin"})
+        assert cleared.status_code == 200 and cleared.json()["cleared"] >= 1
+        assert redis.Redis(port=port).keys("*") == []
+        assert "s3cret-admin" not in server.log()
+
+
+@pytest.mark.integration
+def test_redis_dies_mid_traffic_and_comes_back(tiny_models: TinyModels) -> None:
+    port = free_port()
+    env = {"AGBENTO_CACHE_URL": f"redis://127.0.0.1:{port}/0"}
+    rows = [{**GOOD, "body_mass_g": 3500.5 + i % 20} for i in range(300)]
+    with start_server(ROOT, tiny_models.multiclass.tag, **env) as server:
+        with redis_server(port) as redis_process:
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                futures = [pool.submit(predict, server, [row]) for row in rows]
+                time.sleep(0.1)
+                redis_process.kill()  # -9 while requests fly
+                answers = [f.result() for f in futures]  # predict() asserts every 200
+        assert len(answers) == 300
+        assert lookups(server)["error"] > 0
+        # Redis back on the same port: used again after the short backoff
+        with redis_server(port):
+            time.sleep(2.5)
+            predict(server, rows[:1])
+            before = lookups(server)
+            predict(server, rows[:1])
+            assert delta(before, lookups(server)) == {"hit": 1, "miss": 0, "error": 0}
+        assert "Traceback" not in server.log()
