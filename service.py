@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from typing import Annotated, Any
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agbento.admin import require_admin
+from agbento.access import AccessGate
 from agbento.cache import CacheConfig, PredictionCache, open_backend
 from agbento.contract import (
     OnError,
@@ -38,7 +39,15 @@ from agbento.errors import ApiError
 from agbento.inference import ScoredRequest, TabularRuntime, encode_rows
 from agbento.intake import PredictionIntake
 from agbento.logs import configure_logging
+from agbento.metrics import (
+    MODEL_INFO,
+    observe_classes,
+    observe_inputs,
+    observe_values,
+    regression_value_histogram,
+)
 from agbento.overload import InflightLimit, overloaded
+from agbento.request_log import RequestLog
 from agbento.settings import get_settings
 from agbento.store import load_card
 
@@ -47,7 +56,13 @@ settings = get_settings()
 # API process needs; batches are small, so one thread per model worker is the default.
 os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
 configure_logging(settings.log_level)
-log = logging.getLogger("agbento.requests")
+log = logging.getLogger("agbento.service")
+if not settings.api_keys_file:
+    if settings.require_api_keys:
+        raise SystemExit("AGBENTO_REQUIRE_API_KEYS is set but AGBENTO_API_KEYS_FILE is not: "
+                         "refusing to serve without keys (python -m agbento.keys create ...)")
+    log.warning("NO API KEYS: every endpoint is open to anyone who can reach it. Fine on a "
+                "laptop; set AGBENTO_API_KEYS_FILE anywhere else.")
 stored_model = bentoml.models.BentoModel(settings.model)
 card = load_card(stored_model)
 cache_config = CacheConfig(
@@ -83,7 +98,8 @@ class TabularModel:
     model = stored_model
 
     def __init__(self) -> None:
-        self.runtime = TabularRuntime.load(load_card(stored_model))
+        self.runtime = TabularRuntime.load(load_card(stored_model),
+                                           settings.allow_version_mismatch)
         self.runtime.warm_up()
 
     def __is_ready__(self) -> bool:
@@ -113,12 +129,8 @@ async def model_info(request: Request) -> JSONResponse:
 
 
 async def clear_cache(request: Request) -> JSONResponse:
-    """POST /admin/cache/clear: drop the served model's cached answers (admin token)."""
+    """POST /admin/cache/clear: drop the served model's cached answers (admin permission)."""
     request_id = request_id_from(request.headers)
-    try:
-        require_admin(request.headers, settings.admin_token)
-    except ApiError as error:
-        return json_response(error.body(request_id), error.status, request_id)
     removed = await bentoml.get_current_service().cache.clear()
     log.info("cache cleared request_id=%s removed=%d", request_id, removed)
     return json_response({"cleared": removed, "request_id": request_id}, 200, request_id)
@@ -150,6 +162,10 @@ class AgBento:
         self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
         self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
         self.background: set[asyncio.Task[Any]] = set()
+        MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
+        label_range = card.metadata.get("label_range")
+        self.values = (regression_value_histogram(*label_range)
+                       if label_range and not card.is_classification else None)
 
     @bentoml.api(route="/predict")
     async def predict(
@@ -186,20 +202,19 @@ class AgBento:
         self, data: Any, ctx: bentoml.Context, on_error: OnError, probabilities_only: bool
     ) -> Any:
         request_id = request_id_from(ctx.request.headers)
+        ctx.request.state.rows = len(data) if isinstance(data, list) else 0
         try:
             if probabilities_only:
                 self.contract.require_classifier()
             rows = self.contract.accept(data, on_error)
+            observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
             scored = await self._score(rows.rows)
             body = self.contract.answer(
                 rows, len(data), scored, request_id, probabilities_only, on_error
             )
+            self._observe(scored)
             status = 200
         except ApiError as error:
-            log.info(
-                "rejected request_id=%s path=%s status=%d code=%s: %s",
-                request_id, ctx.request.url.path, error.status, error.code, error.message,
-            )
             body, status = error.body(request_id), error.status
             retry_after = error.retry_after_s
         else:
@@ -226,6 +241,16 @@ class AgBento:
                 {keys[i]: answers[i] for i in missing if answers[i] is not None}))
         return ScoredRequest.from_rows(answers, failed, self.card.is_classification)
 
+    def _observe(self, scored: ScoredRequest | None) -> None:
+        """The prediction distribution, for drift dashboards."""
+        if scored is None:
+            return
+        predictions = json.loads(scored.predictions)
+        if self.card.is_classification:
+            observe_classes(predictions, json.loads(scored.probabilities) or [])
+        elif self.values is not None:
+            observe_values(predictions, self.values)
+
     def _in_background(self, work: Any) -> None:
         """A store must not delay the answer; keep a reference until it is done."""
         task = asyncio.create_task(work)
@@ -247,7 +272,16 @@ class AgBento:
         return ScoredRequest.from_dict(answer)
 
 
-# Outermost first: refuse excess load before reading bodies, then read and shape them.
+# Outermost first: log and time everything, refuse callers without the right key, refuse
+# excess load before reading bodies, then read and shape the bodies.
+AgBento.add_asgi_middleware(RequestLog, model_tag=card.tag)
+AgBento.add_asgi_middleware(
+    AccessGate,
+    keys_file=settings.api_keys_file,
+    rate_limit_rps=settings.rate_limit_rps,
+    rate_limit_burst=settings.rate_limit_burst,
+    metrics_auth=settings.metrics_auth,
+)
 AgBento.add_asgi_middleware(
     InflightLimit, paths=PREDICTION_PATHS, limit=settings.max_inflight
 )

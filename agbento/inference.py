@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from agbento.metrics import BATCH_REQUESTS, BATCH_ROWS, INFERENCE_DURATION
 from agbento.schema import FeatureSchema
-from agbento.store import ModelCard
+from agbento.store import ModelCard, verify_model
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +84,11 @@ class TabularRuntime:
         self.ready = False
 
     @classmethod
-    def load(cls, card: ModelCard) -> TabularRuntime:
+    def load(cls, card: ModelCard, allow_version_mismatch: bool = False) -> TabularRuntime:
         from autogluon.tabular import TabularPredictor  # heavy: import only where we load
 
+        # the predictor is pickles: unpickling a tampered file runs its code
+        verify_model(card, allow_version_mismatch)
         predictor = TabularPredictor.load(str(card.predictor_path), verbosity=0)
         # Without persist, AutoGluon reads every model from disk on each predict call.
         predictor.persist(models="all")
@@ -101,7 +105,13 @@ class TabularRuntime:
         self.ready = True
 
     def score_requests(self, requests: list[str]) -> list[ScoredRequest]:
-        return self._score_groups([json.loads(r) for r in requests])
+        groups = [json.loads(r) for r in requests]
+        start = time.perf_counter()
+        answers = self._score_groups(groups)
+        INFERENCE_DURATION.observe(time.perf_counter() - start)
+        BATCH_REQUESTS.observe(len(groups))
+        BATCH_ROWS.observe(sum(len(g) for g in groups))
+        return answers
 
     def _score_groups(self, groups: list[list[list[Any]]]) -> list[ScoredRequest]:
         if not groups:

@@ -16,7 +16,6 @@ import datetime as dt
 import decimal
 import io
 import json
-import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from agbento.contract import (
     too_many_rows,
 )
 from agbento.errors import ApiError
-
-logger = logging.getLogger("agbento.requests")
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
@@ -295,10 +292,6 @@ class PredictionIntake:
                 headers.get("content-type"), raw, self.max_rows, on_error
             ).to_json()
         except ApiError as error:
-            logger.info(
-                "rejected request_id=%s path=%s status=%d code=%s: %s",
-                request_id, scope["path"], error.status, error.code, error.message,
-            )
             response = json_response(error.body(request_id), error.status, request_id)
             await response(scope, receive, send)
             return

@@ -1,11 +1,27 @@
-"""Our log lines: one handler on the `agbento` logger, beside BentoML's own."""
+"""Our log lines: JSON, one object per line, on the `agbento` logger beside BentoML's own."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+class JsonFormatter(logging.Formatter):
+    """{"ts", "level", "logger", "msg", ...fields}; fields come from `extra={"fields": {...}}`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
 
 
 def configure_logging(level: str) -> None:
@@ -14,7 +30,7 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
     if not any(getattr(h, "agbento", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.setFormatter(JsonFormatter())
         handler.agbento = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.propagate = False

@@ -1,21 +1,83 @@
-"""Our Prometheus metrics, beside BentoML's own in /metrics.
+"""Our Prometheus metrics (prefix `agbento_`), beside BentoML's own in /metrics.
 
 Defined once at import; BentoML sets PROMETHEUS_MULTIPROC_DIR before it imports the
-service, so every worker's values are merged in /metrics (BENTOML-NOTES.md).
+service, so every worker's values are merged in /metrics (BENTOML-NOTES.md). Labels are
+bounded sets: endpoints, statuses, key *ids* (never keys), error codes, feature names.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from collections.abc import Iterable
+from typing import Any
 
-CACHE_LOOKUPS = Counter(
-    "agbento_cache_lookups",
-    "Prediction cache lookups, per row",
-    ["result"],  # hit | miss | error
-)
-CACHE_LATENCY = Histogram(
-    "agbento_cache_latency_seconds",
-    "Time spent in the prediction cache per request",
-    ["operation"],  # lookup | store
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
-)
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+REQUESTS = Counter("agbento_requests", "API requests", ["endpoint", "status", "key_id"])
+ROWS = Counter("agbento_rows", "Rows answered with 2xx", ["endpoint", "key_id"])
+REQUEST_DURATION = Histogram("agbento_request_duration_seconds", "API request latency",
+                             ["endpoint"], buckets=LATENCY_BUCKETS)
+VALIDATION_FAILURES = Counter("agbento_validation_failures", "Requests refused with a 4xx",
+                              ["reason"])
+INFERENCE_DURATION = Histogram("agbento_inference_duration_seconds",
+                               "Model time per merged batch", buckets=LATENCY_BUCKETS)
+BATCH_ROWS = Histogram("agbento_batch_rows", "Rows per merged model call",
+                       buckets=SIZE_BUCKETS)
+BATCH_REQUESTS = Histogram("agbento_batch_requests", "Requests per merged model call",
+                           buckets=SIZE_BUCKETS)
+MODEL_INFO = Gauge("agbento_model_info", "The served model (value 1)",
+                   ["tag", "problem_type"], multiprocess_mode="max")
+PREDICTED_CLASSES = Counter("agbento_predictions", "Predicted classes", ["class"])
+CONFIDENCE = Histogram("agbento_prediction_confidence", "Top class probability per row",
+                       buckets=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
+INPUT_MISSING = Counter("agbento_input_missing_values", "Null or absent values", ["feature"])
+INPUT_UNSEEN = Counter("agbento_input_unseen_categories",
+                       "Accepted categories never seen in training", ["feature"])
+INPUT_OUT_OF_RANGE = Counter("agbento_input_out_of_range",
+                             "Accepted numbers outside the training range", ["feature"])
+CACHE_LOOKUPS = Counter("agbento_cache_lookups", "Prediction cache lookups, per row",
+                        ["result"])  # hit | miss | error
+CACHE_LATENCY = Histogram("agbento_cache_latency_seconds", "Prediction cache time per request",
+                          ["operation"],  # lookup | store
+                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
+
+_regression_values: Histogram | None = None
+
+
+def regression_value_histogram(low: float, high: float) -> Histogram:
+    """Predicted values on 20 buckets over the training label range (made once)."""
+    global _regression_values
+    if _regression_values is None:
+        step = (high - low) / 20 or 1.0
+        buckets = sorted({round(low + i * step, 6) for i in range(21)})
+        _regression_values = Histogram("agbento_prediction_value", "Predicted values",
+                                       buckets=buckets)
+    return _regression_values
+
+
+def observe_inputs(missing: dict[str, int], unseen: dict[str, int],
+                   out_of_range: dict[str, int]) -> None:
+    for counter, counts in ((INPUT_MISSING, missing), (INPUT_UNSEEN, unseen),
+                            (INPUT_OUT_OF_RANGE, out_of_range)):
+        for feature, count in counts.items():
+            counter.labels(feature=feature).inc(count)
+
+
+def observe_classes(predictions: Iterable[Any], probabilities: Iterable[Any]) -> None:
+    counts: dict[str, int] = {}
+    for label in predictions:
+        if label is not None:
+            counts[str(label)] = counts.get(str(label), 0) + 1
+    for label, count in counts.items():
+        PREDICTED_CLASSES.labels(**{"class": label}).inc(count)
+    for proba in probabilities:
+        if proba:
+            CONFIDENCE.observe(max(proba.values()))
+
+
+def observe_values(predictions: Iterable[Any], histogram: Histogram) -> None:
+    for value in predictions:
+        if isinstance(value, (int, float)):
+            histogram.observe(value)

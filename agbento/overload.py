@@ -7,14 +7,11 @@ BentoML's own `max_concurrency` answers 429 without Retry-After, hence this guar
 
 from __future__ import annotations
 
-import logging
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agbento.contract import json_response, request_id_from
 from agbento.errors import ApiError
 
-logger = logging.getLogger("agbento.requests")
 RETRY_AFTER_S = 1
 
 
@@ -43,8 +40,6 @@ class InflightLimit:
                 f"{self.inflight} requests in flight, the limit is {self.limit} "
                 "(AGBENTO_MAX_INFLIGHT); retry later"
             )
-            logger.info("rejected request_id=%s path=%s status=503 code=overloaded",
-                        request_id, scope["path"])
             response = json_response(error.body(request_id), 503, request_id,
                                      error.retry_after_s)
             await response(scope, receive, send)

@@ -116,6 +116,7 @@ class ValidatedRows:
     ignored_fields: list[str] = field(default_factory=list)
     unseen_categories: dict[str, int] = field(default_factory=dict)
     out_of_range: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -289,6 +290,8 @@ class FeatureSchema:
                     row_ok = False
                 elif value is not None:
                     _count_drift(feature, value, result)
+                else:
+                    result.missing[feature.name] = result.missing.get(feature.name, 0) + 1
                 values.append(value)
             if len(row) > len(known) or not known.issuperset(row):
                 extras = sorted(str(k) for k in row if k not in known)

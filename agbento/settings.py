@@ -58,7 +58,12 @@ class Settings:
     cache_ttl_s: int = 3600
     cache_timeout_ms: int = 50
     cache_memory_mb: int = 64
-    admin_token: str = ""
+    api_keys_file: str = ""
+    require_api_keys: bool = False
+    rate_limit_rps: int = 0
+    rate_limit_burst: int = 50
+    metrics_auth: bool = False
+    allow_version_mismatch: bool = False
     log_level: str = "INFO"
 
     @classmethod
@@ -87,15 +92,19 @@ class Settings:
             cache_ttl_s=_int(env, "AGBENTO_CACHE_TTL_S", cls.cache_ttl_s),
             cache_timeout_ms=_int(env, "AGBENTO_CACHE_TIMEOUT_MS", cls.cache_timeout_ms),
             cache_memory_mb=_int(env, "AGBENTO_CACHE_MEMORY_MB", cls.cache_memory_mb),
-            admin_token=env.get("AGBENTO_ADMIN_TOKEN", "").strip(),
+            api_keys_file=env.get("AGBENTO_API_KEYS_FILE", "").strip(),
+            require_api_keys=_bool(env, "AGBENTO_REQUIRE_API_KEYS", cls.require_api_keys),
+            rate_limit_rps=_int(env, "AGBENTO_RATE_LIMIT_RPS", cls.rate_limit_rps, minimum=0),
+            rate_limit_burst=_int(env, "AGBENTO_RATE_LIMIT_BURST", cls.rate_limit_burst),
+            metrics_auth=_bool(env, "AGBENTO_METRICS_AUTH", cls.metrics_auth),
+            allow_version_mismatch=_bool(
+                env, "AGBENTO_ALLOW_VERSION_MISMATCH", cls.allow_version_mismatch
+            ),
             log_level=log_level,
         )
 
     def as_dict(self) -> dict[str, object]:
-        """For logs and /model/info: secrets masked."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values["admin_token"] = "***" if self.admin_token else ""
-        return values
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @lru_cache(maxsize=1)

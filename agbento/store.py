@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,3 +141,40 @@ def save_model(
     with bentoml.models.create(name, labels=labels, metadata=metadata) as model:
         shutil.copytree(predictor_dir, model.path_of(PREDICTOR_DIR))
     return ModelCard.of(bentoml.models.get(model.tag))
+
+
+class ModelIntegrityError(RuntimeError):
+    """The stored files are not the ones train.py saved, or were saved by other versions."""
+
+
+def verify_model(card: ModelCard, allow_version_mismatch: bool = False) -> None:
+    """Refuse, before anything is unpickled, files that changed or foreign library versions."""
+    recorded = card.metadata.get("files_sha256")
+    if not recorded:
+        raise ModelIntegrityError(f"model {card.tag} has no file digests: retrain it with "
+                                  "train.py (which records them)")
+    actual = file_digests(card.predictor_path)
+    changed = sorted(name for name in set(recorded) | set(actual)
+                     if recorded.get(name) != actual.get(name))
+    if changed:
+        raise ModelIntegrityError(
+            f"model {card.tag}: {len(changed)} file(s) differ from what train.py stored "
+            f"(first: {changed[0]}); refusing to load pickles that may have been tampered with"
+        )
+    saved = card.metadata.get("versions", {})
+    running = {"python": platform.python_version(),
+               "autogluon.tabular": importlib.metadata.version("autogluon.tabular")}
+    mismatched = [
+        f"{name} {saved.get(name)} (saved) vs {version} (running)"
+        for name, version in running.items()
+        if _major_minor(saved.get(name)) != _major_minor(version)
+    ]
+    if mismatched and not allow_version_mismatch:
+        raise ModelIntegrityError(
+            f"model {card.tag} was saved by other versions: {'; '.join(mismatched)}; retrain "
+            "it, or set AGBENTO_ALLOW_VERSION_MISMATCH=true to load it anyway"
+        )
+
+
+def _major_minor(version: str | None) -> tuple[str, ...]:
+    return tuple((version or "").split(".")[:2])

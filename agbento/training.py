@@ -375,6 +375,10 @@ def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
             },
             "data_fingerprint": fingerprint(table),
             "size_bytes_before_shrink": size_before,
+            "label_range": (
+                [float(table[config.label].min()), float(table[config.label].max())]
+                if problem_type in ("regression", "quantile") else None
+            ),
             "latency_ms": latency,
             "examples": example_rows(schema, holdout_raw.drop(columns=config.label)),
             "training": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 # Before bentoml is imported anywhere: tests never touch the user's model store.
@@ -61,3 +62,36 @@ def loose_server(tiny_models: TinyModels) -> BentoServer:
     card = loose_schema_model(tiny_models.multiclass, "bill_length_mm")
     with start_server(ROOT, card.tag) as server:
         yield server
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """A keys file and the plain keys it was made from (tests only ever see them here)."""
+
+    file: Path
+    keys: dict[str, str]
+
+    def header(self, name: str) -> dict[str, str]:
+        return {"X-API-Key": self.keys[name]}
+
+
+@pytest.fixture(scope="session")
+def api_keys(tmp_path_factory: pytest.TempPathFactory) -> ApiKeys:
+    from agbento.auth import ApiKey, digest, new_key, write_keys
+
+    grants = {
+        "admin": ("predict", "model_info", "admin"),
+        "scorer": ("predict",),
+        "reader": ("model_info",),
+        "expired": ("predict", "model_info", "admin"),
+    }
+    plain, entries = {}, {}
+    for name, permissions in grants.items():
+        plain[name] = new_key(name)
+        entries[name] = ApiKey(
+            id=name, owner="tests", permissions=permissions, sha256=digest(plain[name]),
+            expires_at="2001-01-01T00:00:00+00:00" if name == "expired" else None,
+        )
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    write_keys(path, entries)
+    return ApiKeys(path, plain)

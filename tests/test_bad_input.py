@@ -181,5 +181,9 @@ def test_every_rejection_is_one_log_line_with_request_id(multiclass_server: Bent
         assert response.status_code in (400, 422)
         lines = [line for line in multiclass_server.log().splitlines() if request_id in line]
         assert len(lines) == 1, lines
-        assert "rejected" in lines[0] and response.json()["error"]["code"] in lines[0]
+        logged = json.loads(lines[0])
+        assert logged["request_id"] == request_id
+        assert logged["status"] == response.status_code
+        assert logged["error"] == response.json()["error"]["code"]
+        assert logged["reason"] == response.json()["error"]["message"][:300]
     assert "Traceback" not in multiclass_server.log()

@@ -1,0 +1,88 @@
+"""One structured log line and the request metrics for every API request.
+
+Outermost of our ASGI layers: it assigns the request id every inner layer uses, times the
+request, and reads the outcome from the response itself (status, and for an error the
+`code` of our error body), so the layers that reject need not log anything themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agbento.contract import REQUEST_ID_HEADER, request_id_from
+from agbento.metrics import REQUEST_DURATION, REQUESTS, ROWS, VALIDATION_FAILURES
+
+logger = logging.getLogger("agbento.requests")
+QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+MAX_ERROR_BODY = 8192
+
+
+class RequestLog:
+    def __init__(self, app: ASGIApp, model_tag: str) -> None:
+        self.app = app
+        self.model_tag = model_tag
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in QUIET_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"x-request-id"]
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = request_id_from({REQUEST_ID_HEADER: given})
+        state = scope.setdefault("state", {})
+        scope["headers"] = [*headers, (b"x-request-id", request_id.encode())]
+        start = time.perf_counter()
+        status = 500
+        error_body = bytearray()
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and status >= 400:
+                room = MAX_ERROR_BODY - len(error_body)
+                error_body.extend(message.get("body", b"")[: max(room, 0)])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            elapsed = time.perf_counter() - start
+            self._record(scope, state, request_id, status, elapsed, bytes(error_body))
+
+    def _record(self, scope: Scope, state: dict, request_id: str, status: int,
+                elapsed: float, error_body: bytes) -> None:
+        endpoint = scope["path"] if scope["path"] in KNOWN_ENDPOINTS else "other"
+        key_id = state.get("key_id", "-")
+        rows = state.get("rows", 0)
+        REQUESTS.labels(endpoint=endpoint, status=str(status), key_id=key_id).inc()
+        REQUEST_DURATION.labels(endpoint=endpoint).observe(elapsed)
+        line = {"request_id": request_id, "key_id": key_id, "method": scope["method"],
+                "endpoint": scope["path"], "status": status, "rows": rows,
+                "latency_ms": round(elapsed * 1000, 2), "model": self.model_tag}
+        if status < 400:
+            ROWS.labels(endpoint=endpoint, key_id=key_id).inc(rows)
+        else:
+            code, reason = error_of(error_body)
+            line.update(error=code, reason=reason)
+            if 400 <= status < 500:
+                VALIDATION_FAILURES.labels(reason=code).inc()
+        logger.info("request", extra={"fields": line})
+
+
+KNOWN_ENDPOINTS = frozenset({"/predict", "/predict_proba", "/model/info", "/health",
+                             "/admin/cache/clear", "/docs.json", "/"})
+
+
+def error_of(body: bytes) -> tuple[str, str]:
+    try:
+        error = json.loads(body)["error"]
+        if isinstance(error, dict):
+            return str(error.get("code", "unknown")), str(error.get("message", ""))[:300]
+        return "unknown", str(error)[:300]
+    except (ValueError, KeyError, TypeError):
+        return "unknown", body[:200].decode("utf-8", "replace")
