@@ -30,10 +30,14 @@ serve: demo-model
 lint: install
 	$(BIN)/ruff check .
 
-# The cache tests run a real redis-server; from the distribution's packages.
+# Real tools the tests run: redis-server (cache), promtool and amtool (alerts).
+TEST_TOOLS := redis-server:redis-server promtool:prometheus amtool:prometheus-alertmanager
 test-deps:
-	@command -v redis-server >/dev/null || { \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+	@missing=""; for pair in $(TEST_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
 test: install lint test-deps
 	$(BIN)/python -m pytest

@@ -41,6 +41,7 @@ from agbento.intake import PredictionIntake
 from agbento.logs import configure_logging
 from agbento.metrics import (
     MODEL_INFO,
+    MODEL_READY,
     observe_classes,
     observe_inputs,
     observe_values,
@@ -101,6 +102,7 @@ class TabularModel:
         self.runtime = TabularRuntime.load(load_card(stored_model),
                                            settings.allow_version_mismatch)
         self.runtime.warm_up()
+        MODEL_READY.set(1)
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready
