@@ -228,7 +228,8 @@ class AgBento:
         """Rows answered from the cache where it can, from the model otherwise."""
         if not rows:
             return None
-        if not self.cache.enabled:
+        # per-row cache work costs more than the model's one call for a big request
+        if not self.cache.enabled or len(rows) > settings.cache_max_rows:
             return await self._call_model(rows)
         keys = self.cache.keys(rows)
         answers = await self.cache.lookup(keys)

@@ -58,6 +58,7 @@ class Settings:
     cache_ttl_s: int = 3600
     cache_timeout_ms: int = 50
     cache_memory_mb: int = 64
+    cache_max_rows: int = 100
     api_keys_file: str = ""
     require_api_keys: bool = False
     rate_limit_rps: int = 0
@@ -92,6 +93,7 @@ class Settings:
             cache_ttl_s=_int(env, "AGBENTO_CACHE_TTL_S", cls.cache_ttl_s),
             cache_timeout_ms=_int(env, "AGBENTO_CACHE_TIMEOUT_MS", cls.cache_timeout_ms),
             cache_memory_mb=_int(env, "AGBENTO_CACHE_MEMORY_MB", cls.cache_memory_mb),
+            cache_max_rows=_int(env, "AGBENTO_CACHE_MAX_ROWS", cls.cache_max_rows, minimum=0),
             api_keys_file=env.get("AGBENTO_API_KEYS_FILE", "").strip(),
             require_api_keys=_bool(env, "AGBENTO_REQUIRE_API_KEYS", cls.require_api_keys),
             rate_limit_rps=_int(env, "AGBENTO_RATE_LIMIT_RPS", cls.rate_limit_rps, minimum=0),

@@ -268,8 +268,10 @@ def bodies(card: ModelCard, workdir: Path) -> dict[str, tuple[Path, str, int]]:
     table = table.drop(columns=card.metadata["label"])
     one = json_records(table.sample(n=1, random_state=1))
     thousand = table.sample(n=1000, replace=True, random_state=2)
+    hundred = json_records(table.sample(n=100, replace=True, random_state=4))
     files = {
         "single-json": (json.dumps({"data": one}), "application/json", 1),
+        "100-json": (json.dumps({"data": hundred}), "application/json", 100),
         "1000-json": (json.dumps({"data": json_records(thousand)}), "application/json", 1000),
         "1000-csv": (thousand.to_csv(index=False), "text/csv", 1000),
     }
@@ -325,7 +327,7 @@ def ratios(report: Report) -> dict[str, float | None]:
     if "service" in report.batch_client:
         out["batch_client_vs_in_process_batch_1000"] = round(
             report.batch_client["service"]["rows_per_s"] / limit(1000), 3)
-    for scenario, c in (("single-json", 64), ("1000-json", 4)):
+    for scenario, c in (("single-json", 64), ("100-json", 16)):
         hit, miss = find("agbento+cache", f"{scenario} repeated", c), find("agbento", scenario, c)
         if hit and miss:
             out[f"{scenario}_c{c}_cache_hits_vs_no_cache"] = round(
@@ -464,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
             for c in concurrencies:
                 report.runs.append(measure(service, "single-json", "/predict",
                                            *files["single-json"][:2], 1, c, seconds))
+            path, content_type, rows = files["100-json"]
+            report.runs.append(measure(service, "100-json", "/predict", path, content_type,
+                                       rows, 16, seconds))
             for name in ("1000-json", "1000-csv", "1000-parquet"):
                 path, content_type, rows = files[name]
                 report.runs.append(measure(service, name, "/predict", path, content_type,
@@ -483,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "127.0.0.1", "--port", str(port)], port,
                         {**service_env, "AGBENTO_CACHE_URL": "memory"})
         try:
-            for name, concurrency in (("single-json", 64), ("1000-json", 4)):
+            for name, concurrency in (("single-json", 64), ("100-json", 16)):
                 path, content_type, rows = files[name]
                 report.runs.append(measure(cached, f"{name} repeated", "/predict", path,
                                            content_type, rows, concurrency, seconds))

@@ -154,7 +154,7 @@ def test_redis_cache_end_to_end(tiny_models: TinyModels, api_keys: ApiKeys) -> N
     port = free_port()
     tag = tiny_models.multiclass.tag
     env = {"AGBENTO_CACHE_URL": f"redis://127.0.0.1:{port}/0", "AGBENTO_CACHE_TTL_S": "3",
-           "AGBENTO_API_KEYS_FILE": str(api_keys.file)}
+           "AGBENTO_API_KEYS_FILE": str(api_keys.file), "AGBENTO_CACHE_MAX_ROWS": "2"}
     rows = [{**GOOD, "body_mass_g": 4000.5 + i} for i in range(3)]
     with redis_server(port), start_server(ROOT, tag, **env) as server:
         assert httpx.get(f"{server.url}/health").json()["cache"]["backend"] == "redis"
@@ -170,6 +170,10 @@ def test_redis_cache_end_to_end(tiny_models: TinyModels, api_keys: ApiKeys) -> N
         mixed = predict(server, [rows[2], rows[0]], key)
         assert delta(before, lookups(server)) == {"hit": 1, "miss": 1, "error": 0}
         assert mixed["predictions"][1] == first["predictions"][0]
+        # requests over AGBENTO_CACHE_MAX_ROWS go straight to the model
+        before = lookups(server)
+        predict(server, rows, key)
+        assert delta(before, lookups(server)) == {"hit": 0, "miss": 0, "error": 0}
         # keys are per model tag
         import redis
 
