@@ -48,7 +48,9 @@ from agbento.metrics import (
     regression_value_histogram,
 )
 from agbento.overload import InflightLimit, overloaded
+from agbento.prediction_log import PredictionSampler
 from agbento.request_log import RequestLog
+from agbento.schema import ValidatedRows
 from agbento.settings import get_settings
 from agbento.store import load_card
 
@@ -165,6 +167,9 @@ class AgBento:
         self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
         self.background: set[asyncio.Task[Any]] = set()
         MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
+        self.sampler = PredictionSampler(card.schema, card.is_classification,
+                                         settings.prediction_log_sample,
+                                         settings.prediction_log_dir)
         label_range = card.metadata.get("label_range")
         self.values = (regression_value_histogram(*label_range)
                        if label_range and not card.is_classification else None)
@@ -214,7 +219,7 @@ class AgBento:
             body = self.contract.answer(
                 rows, len(data), scored, request_id, probabilities_only, on_error
             )
-            self._observe(scored)
+            self._observe(rows, scored)
             status = 200
         except ApiError as error:
             body, status = error.body(request_id), error.status
@@ -244,11 +249,12 @@ class AgBento:
                 {keys[i]: answers[i] for i in missing if answers[i] is not None}))
         return ScoredRequest.from_rows(answers, failed, self.card.is_classification)
 
-    def _observe(self, scored: ScoredRequest | None) -> None:
-        """The prediction distribution, for drift dashboards."""
+    def _observe(self, rows: ValidatedRows, scored: ScoredRequest | None) -> None:
+        """The prediction distribution for dashboards, and the sampled prediction log."""
         if scored is None:
             return
         predictions = json.loads(scored.predictions)
+        self.sampler.maybe_log(rows.rows, predictions)
         if self.card.is_classification:
             observe_classes(predictions, json.loads(scored.probabilities) or [])
         elif self.values is not None:

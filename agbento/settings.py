@@ -38,6 +38,19 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a boolean (use true/false)")
 
 
+def _fraction(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name}={value} must be between 0 and 1")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed view of the environment. Defaults serve a laptop."""
@@ -65,6 +78,8 @@ class Settings:
     rate_limit_burst: int = 50
     metrics_auth: bool = False
     allow_version_mismatch: bool = False
+    prediction_log_sample: float = 0.0
+    prediction_log_dir: str = "monitoring"
     log_level: str = "INFO"
 
     @classmethod
@@ -102,6 +117,11 @@ class Settings:
             allow_version_mismatch=_bool(
                 env, "AGBENTO_ALLOW_VERSION_MISMATCH", cls.allow_version_mismatch
             ),
+            prediction_log_sample=_fraction(
+                env, "AGBENTO_PREDICTION_LOG_SAMPLE", cls.prediction_log_sample
+            ),
+            prediction_log_dir=env.get("AGBENTO_PREDICTION_LOG_DIR", "").strip()
+            or cls.prediction_log_dir,
             log_level=log_level,
         )
 

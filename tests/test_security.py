@@ -226,3 +226,21 @@ def test_tampered_or_foreign_models_are_refused(tiny_models: TinyModels) -> None
     with pytest.raises(ModelIntegrityError, match="AGBENTO_ALLOW_VERSION_MISMATCH"):
         verify_model(foreign)
     verify_model(foreign, allow_version_mismatch=True)
+
+
+@pytest.mark.integration
+def test_sampled_prediction_log(tiny_models: TinyModels, tmp_path: Path) -> None:
+    env = {"AGBENTO_PREDICTION_LOG_SAMPLE": "1", "AGBENTO_PREDICTION_LOG_DIR": str(tmp_path)}
+    with start_server(ROOT, tiny_models.multiclass.tag, **env) as server:
+        rows = [GOOD, {**GOOD, "island": "Dream"}]
+        answer = httpx.post(f"{server.url}/predict", json={"data": rows}).json()
+        data = tmp_path / "agbento_predictions" / "data"
+        deadline = time.monotonic() + 10
+        while not list(data.glob("data.*.log")) or not next(data.glob("data.*.log")).read_text():
+            assert time.monotonic() < deadline, "no prediction log written"
+            time.sleep(0.1)
+        records = [json.loads(line) for line in next(data.glob("data.*.log")).read_text()
+                   .splitlines()]
+    assert [r["island"] for r in records] == ["Biscoe", "Dream"]
+    assert [r["prediction"] for r in records] == answer["predictions"]
+    assert all(r["request_id"] for r in records)
