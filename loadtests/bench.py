@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs (about 2 minutes)")
     parser.add_argument("--model", default=f"{DEMO_MODEL_NAME}:latest")
-    parser.add_argument("--seconds", type=int, help="seconds per run (quick 5, full 15)")
+    parser.add_argument("--seconds", type=int, help="seconds per run (quick 4, full 15)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     parser.add_argument("--name", help="report file name (default: quick or full)")
     parser.add_argument("--no-baseline", action="store_true")
@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
               "(apt-get install wrk)", file=sys.stderr)
         return 2
 
-    seconds = args.seconds or (5 if args.quick else 15)
+    seconds = args.seconds or (4 if args.quick else 15)
     concurrencies = [1, 16, 64, 256]
     card = ensure_model(args.model)
     # Batching is measured with the cache off (wrk repeats one body: with the cache on every
