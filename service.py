@@ -275,6 +275,11 @@ class AgBento:
                 # BentoML's client may close a pooled connection under a request in flight
                 # (BENTOML-NOTES.md); scoring is idempotent, so one retry is safe
                 (answer,) = await self.scorer.to_async.score(payload)
+        except aiohttp.ClientConnectionError as exc:
+            # the model service is gone (restarting, shutting down): transient, say so
+            raise ApiError(503, "model_unavailable",
+                           f"the model service cannot be reached ({type(exc).__name__}); "
+                           "retry later", retry_after_s=1) from None
         except bentoml.exceptions.ServiceUnavailable as exc:
             # the batcher could not meet max_latency_ms: the model is saturated
             raise overloaded(f"the model service is saturated ({exc}); retry later") from None

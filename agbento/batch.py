@@ -36,7 +36,9 @@ import pandas as pd
 from agbento.intake import json_value
 
 EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 1, 3
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Scoring is idempotent, so any transient server-side failure is worth another try;
+# 500 included: a server shutting down can fail requests in flight.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REJECT_COLUMNS = ["row", "id", "field", "problem"]
 
 
