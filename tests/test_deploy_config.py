@@ -73,3 +73,70 @@ def test_dashboards_and_alerts_use_metrics_we_export(path: str) -> None:
         json.loads(text)
     used = {re.sub(r"_(total|bucket|sum|count)$", "", m) for m in METRIC_NAME.findall(text)}
     assert used and used <= exported_names(), used - exported_names()
+
+
+def test_prometheus_config_for_compose() -> None:
+    out = run(tool("promtool"), "check", "config", "prometheus.yml", cwd=DEPLOY / "prometheus")
+    assert "SUCCESS" in out
+
+
+def test_compose_references_only_files_that_exist() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"agbento", "redis", "prometheus", "alertmanager",
+                                        "grafana"}
+    for name, service in compose["services"].items():
+        assert "healthcheck" in service, name
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), (name, source)
+        for secret in service.get("secrets", []):
+            secret_name = secret if isinstance(secret, str) else secret["source"]
+            assert secret_name in compose["secrets"], (name, secret_name)
+    for secret in compose["secrets"].values():
+        path = DEPLOY / secret["file"]
+        # real secrets are the operator's; the repository ships a template for each
+        assert path.with_name(path.name + ".example").exists(), path
+    agbento = compose["services"]["agbento"]
+    assert agbento["environment"]["AGBENTO_REQUIRE_API_KEYS"] == "true"
+    assert agbento["read_only"] is True
+
+
+def rendered(overlay: str) -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    out = run(kubectl, "kustomize", str(DEPLOY / "k8s" / overlay), cwd=DEPLOY)
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/production"])
+def test_kubernetes_manifests_validate(overlay: str) -> None:
+    import kubernetes_validate
+
+    docs = rendered(overlay)
+    kinds = {doc["kind"] for doc in docs}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+            "ConfigMap", "ServiceMonitor", "PrometheusRule"} <= kinds
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # CRDs: no upstream schema; checked below
+        kubernetes_validate.validate(doc, "1.32", strict=True)
+    deployment = next(d for d in docs if d["kind"] == "Deployment"
+                      and d["metadata"]["name"] == "agbento")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert pod["terminationGracePeriodSeconds"] > 60 + 5  # request timeout + preStop
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert "/home/bentoml/prometheus_multiproc_dir" in mounts and "/tmp" in mounts
+
+
+def test_prometheus_rule_matches_alerts_file() -> None:
+    rule = yaml.safe_load((DEPLOY / "k8s" / "base" / "prometheusrule.yaml").read_text())
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    assert rule["spec"]["groups"] == alerts["groups"]
