@@ -7,7 +7,7 @@ PORT ?= 3000
 MODEL_NAME ?= agbento-demo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo-model serve test test-deps lint build bench loadtest-deps clean
+.PHONY: install demo-model serve test test-deps lint build image bench loadtest-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: demo-model loadtest-deps
 
 build: demo-model
 	$(BIN)/bentoml build .
+
+# The OCI image without a Docker engine (root; debootstrap, buildah, podman). See deploy/image.sh.
+image: install
+	bash deploy/image.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
