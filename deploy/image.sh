@@ -18,6 +18,9 @@ WORK="${WORK:-/tmp/agbento-image}"
 PORT="${PORT:-3990}"
 IMAGE="${IMAGE:-localhost/agbento:offline}"
 SUITE=bookworm
+# uvicorn's drain bound on SIGTERM (BentoML's hidden `serve --timeout-graceful-shutdown`):
+# without it a worker was seen waiting for minutes after SIGTERM
+DRAIN_S="${DRAIN_S:-20}"
 BIN="$ROOT/.venv/bin"
 export BENTOML_HOME="$WORK/bentoml"
 export CONTAINERS_STORAGE_CONF="$WORK/storage.conf"
@@ -114,7 +117,7 @@ unshare --pid --fork --kill-child buildah run --network host \
   -v "$WORK/keys:/etc/agbento/keys:ro" \
   --env AGBENTO_API_KEYS_FILE=/etc/agbento/keys/keys.json \
   "$CONTAINER" -- /home/bentoml/bento/env/docker/entrypoint.sh --port "$PORT" \
-  >"$WORK/serve.log" 2>&1 &
+  --timeout-graceful-shutdown "$DRAIN_S" >"$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
 START=$SECONDS
 until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do
@@ -142,8 +145,18 @@ say "runs as uid $(awk '/^Uid:/ {print $2}' "/proc/$(echo "$SERVE_PIDS" | head -
 ARBITER=$(pgrep -f "bentoml serve.*--port $PORT" | head -1)
 kill -TERM "$ARBITER"
 STOP=$SECONDS
+( sleep $((DRAIN_S + 40)); kill -KILL "$SERVER_PID" 2>/dev/null ) & WATCHDOG=$!
 wait "$SERVER_PID" && CODE=0 || CODE=$?
+kill "$WATCHDOG" 2>/dev/null || true
 SERVER_PID=
 say "SIGTERM: exited with $CODE after $((SECONDS - STOP)) s"
-[ "$CODE" = 0 ] || { tail -20 "$WORK/serve.log"; exit 1; }
+[ "$CODE" = 0 ] || { echo "no clean exit after SIGTERM"; tail -20 "$WORK/serve.log"; exit 1; }
+# secure by default: without a keys file the image must refuse to serve
+if timeout 120 unshare --pid --fork --kill-child buildah run --network host "$CONTAINER" -- \
+    /home/bentoml/bento/env/docker/entrypoint.sh --port "$PORT" >"$WORK/nokeys.log" 2>&1; then
+  echo "the image served without API keys"; exit 1
+fi
+grep -q "refusing to serve without keys" "$WORK/nokeys.log" \
+  || { echo "no clear refusal without keys:"; tail -5 "$WORK/nokeys.log"; exit 1; }
+say "refuses to start without API keys"
 say "image OK: $IMAGE ($SIZE), built and smoke-tested in ${SECONDS}s"

@@ -132,6 +132,8 @@ def test_kubernetes_manifests_validate(overlay: str) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert pod["terminationGracePeriodSeconds"] > 60 + 5  # request timeout + preStop
+    drain = container["args"][container["args"].index("--timeout-graceful-shutdown") + 1]
+    assert int(drain) + 5 < pod["terminationGracePeriodSeconds"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/home/bentoml/prometheus_multiproc_dir" in mounts and "/tmp" in mounts
 
