@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from typing import Annotated, Any
@@ -101,8 +100,7 @@ class TabularModel:
     model = stored_model
 
     def __init__(self) -> None:
-        self.runtime = TabularRuntime.load(load_card(stored_model),
-                                           settings.allow_version_mismatch)
+        self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
         self.runtime.warm_up()
         MODEL_READY.set(1)
 
@@ -253,10 +251,10 @@ class AgBento:
         """The prediction distribution for dashboards, and the sampled prediction log."""
         if scored is None:
             return
-        predictions = json.loads(scored.predictions)
+        predictions = scored.prediction_values
         self.sampler.maybe_log(rows.rows, predictions)
         if self.card.is_classification:
-            observe_classes(predictions, json.loads(scored.probabilities) or [])
+            observe_classes(predictions, scored.probability_values)
         elif self.values is not None:
             observe_values(predictions, self.values)
 

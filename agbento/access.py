@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agbento.auth import ApiKeyRing, TokenBucket, presented_key
@@ -54,7 +55,7 @@ class AccessGate:
         if permission is None:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = Headers(scope=scope)
         try:
             key = self.ring.authenticate(presented_key(headers))
             self.ring.authorize(key, permission)
@@ -63,7 +64,7 @@ class AccessGate:
                                f"API key {key.id!r} is over its rate limit; retry later",
                                retry_after_s=max(1, round(wait + 0.5)))
         except ApiError as error:
-            request_id = request_id_from({"X-Request-ID": headers.get("x-request-id")})
+            request_id = request_id_from(headers)
             response = json_response(error.body(request_id), error.status, request_id,
                                      error.retry_after_s)
             await response(scope, receive, send)

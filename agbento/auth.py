@@ -16,6 +16,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,7 +149,7 @@ class ApiKeyRing:
                            f"API key {key.id!r} lacks the {permission!r} permission")
 
 
-def presented_key(headers: dict[str, str]) -> str | None:
+def presented_key(headers: Mapping[str, str]) -> str | None:
     if headers.get("x-api-key"):
         return headers["x-api-key"].strip()
     scheme, _, secret = headers.get("authorization", "").partition(" ")

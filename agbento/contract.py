@@ -200,8 +200,8 @@ class PredictionContract:
             if scored is not None:
                 for index, prediction, proba in zip(
                     rows.indices,
-                    json.loads(scored.predictions),
-                    json.loads(scored.probabilities) or [None] * len(rows.indices),
+                    scored.prediction_values,
+                    scored.probability_values,
                     strict=True,
                 ):
                     placed_predictions[index], placed_probabilities[index] = prediction, proba

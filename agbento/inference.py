@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -50,13 +51,21 @@ class ScoredRequest:
     def from_dict(cls, data: dict[str, Any]) -> ScoredRequest:
         return cls(data["predictions"], data["probabilities"], list(data.get("failed", [])))
 
+    # Parsed once per request, for whoever needs the values (cache, placement, metrics).
+    @cached_property
+    def prediction_values(self) -> list[Any]:
+        return json.loads(self.predictions)
+
+    @cached_property
+    def probability_values(self) -> list[Any]:
+        """Per row class->p (None for regression rows)."""
+        return json.loads(self.probabilities) or [None] * len(self.prediction_values)
+
     def per_row(self) -> list[dict[str, Any] | None]:
         """{"p": prediction, "q": probabilities} per row; None where the model failed."""
         failed = {f["row"] for f in self.failed}
-        predictions = json.loads(self.predictions)
-        probabilities = json.loads(self.probabilities) or [None] * len(predictions)
-        return [None if i in failed else {"p": p, "q": q}
-                for i, (p, q) in enumerate(zip(predictions, probabilities, strict=True))]
+        return [None if i in failed else {"p": p, "q": q} for i, (p, q) in enumerate(
+            zip(self.prediction_values, self.probability_values, strict=True))]
 
     @classmethod
     def from_rows(cls, answers: list[dict[str, Any] | None], failed: list[dict[str, Any]],

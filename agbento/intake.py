@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agbento.contract import (
     ON_ERROR_CHOICES,
-    REQUEST_ID_HEADER,
     json_response,
     request_id_from,
     too_many_rows,
@@ -282,8 +282,8 @@ class PredictionIntake:
         if scope["type"] != "http" or scope["path"] not in self.paths or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = request_id_from({REQUEST_ID_HEADER: headers.get("x-request-id")})
+        headers = Headers(scope=scope)
+        request_id = request_id_from(headers)
         try:
             raw = await self._read(headers, receive)
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -311,7 +311,7 @@ class PredictionIntake:
         }
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read(self, headers: dict[str, str], receive: Receive) -> bytes:
+    async def _read(self, headers: Headers, receive: Receive) -> bytes:
         if headers.get("content-encoding", "identity").lower() != "identity":
             raise ApiError(
                 415, "unsupported_media_type", "compressed request bodies are not supported"

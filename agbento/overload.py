@@ -7,6 +7,7 @@ BentoML's own `max_concurrency` answers 429 without Retry-After, hence this guar
 
 from __future__ import annotations
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agbento.contract import json_response, request_id_from
@@ -33,9 +34,7 @@ class InflightLimit:
             await self.app(scope, receive, send)
             return
         if self.inflight >= self.limit:
-            headers = dict((k.decode("latin-1").lower(), v.decode("latin-1"))
-                           for k, v in scope["headers"])
-            request_id = request_id_from({"X-Request-ID": headers.get("x-request-id")})
+            request_id = request_id_from(Headers(scope=scope))
             error = overloaded(
                 f"{self.inflight} requests in flight, the limit is {self.limit} "
                 "(AGBENTO_MAX_INFLIGHT); retry later"

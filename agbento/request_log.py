@@ -11,9 +11,10 @@ import json
 import logging
 import time
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agbento.contract import REQUEST_ID_HEADER, request_id_from
+from agbento.contract import request_id_from
 from agbento.metrics import REQUEST_DURATION, REQUESTS, ROWS, VALIDATION_FAILURES
 
 logger = logging.getLogger("agbento.requests")
@@ -30,9 +31,8 @@ class RequestLog:
         if scope["type"] != "http" or scope["path"] in QUIET_PATHS:
             await self.app(scope, receive, send)
             return
+        request_id = request_id_from(Headers(scope=scope))
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"x-request-id"]
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = request_id_from({REQUEST_ID_HEADER: given})
         state = scope.setdefault("state", {})
         scope["headers"] = [*headers, (b"x-request-id", request_id.encode())]
         start = time.perf_counter()
