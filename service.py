@@ -51,6 +51,7 @@ from agbento.prediction_log import PredictionSampler
 from agbento.request_log import RequestLog
 from agbento.schema import ValidatedRows
 from agbento.settings import get_settings
+from agbento.shutdown import bound_after_sigterm
 from agbento.store import load_card
 
 settings = get_settings()
@@ -103,6 +104,7 @@ class TabularModel:
         self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
         self.runtime.warm_up()
         MODEL_READY.set(1)
+        bound_after_sigterm(settings.shutdown_timeout_s)
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready
@@ -164,6 +166,7 @@ class AgBento:
         self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
         self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
         self.background: set[asyncio.Task[Any]] = set()
+        bound_after_sigterm(settings.shutdown_timeout_s)
         MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
         self.sampler = PredictionSampler(card.schema, card.is_classification,
                                          settings.prediction_log_sample,

@@ -80,6 +80,7 @@ class Settings:
     allow_version_mismatch: bool = False
     prediction_log_sample: float = 0.0
     prediction_log_dir: str = "monitoring"
+    shutdown_timeout_s: int = 65
     log_level: str = "INFO"
 
     @classmethod
@@ -122,6 +123,7 @@ class Settings:
             ),
             prediction_log_dir=env.get("AGBENTO_PREDICTION_LOG_DIR", "").strip()
             or cls.prediction_log_dir,
+            shutdown_timeout_s=_int(env, "AGBENTO_SHUTDOWN_TIMEOUT_S", cls.shutdown_timeout_s),
             log_level=log_level,
         )
 

@@ -116,6 +116,7 @@ CONTAINER=$(buildah from "$IMAGE")
 unshare --pid --fork --kill-child buildah run --network host \
   -v "$WORK/keys:/etc/agbento/keys:ro" \
   --env AGBENTO_API_KEYS_FILE=/etc/agbento/keys/keys.json \
+  --env AGBENTO_SHUTDOWN_TIMEOUT_S=$((DRAIN_S + 5)) \
   "$CONTAINER" -- /home/bentoml/bento/env/docker/entrypoint.sh --port "$PORT" \
   --timeout-graceful-shutdown "$DRAIN_S" >"$WORK/serve.log" 2>&1 &
 SERVER_PID=$!
