@@ -10,14 +10,21 @@ A running service notices the file's changes within seconds (AGBENTO_API_KEYS_FI
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agbento.auth import PERMISSIONS, ApiKey, digest, new_key, read_keys, write_keys
-
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+from agbento.auth import (
+    DATE_ONLY,
+    ID_PATTERN,
+    PERMISSIONS,
+    ApiKey,
+    digest,
+    expiry_instant,
+    load_keys,
+    new_key,
+    write_keys,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -28,7 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     create.add_argument("--owner", default="", help="who holds it")
     create.add_argument("--permissions", required=True,
                         help=f"comma-separated: {', '.join(PERMISSIONS)}")
-    create.add_argument("--expires", help="ISO date or datetime (UTC); default: never")
+    create.add_argument("--expires", help="YYYY-MM-DD (valid through that day, UTC) or an "
+                        "ISO datetime (UTC without an offset); default: never")
     listing = commands.add_parser("list", help="ids, owners, permissions, expiry (no secrets)")
     revoke = commands.add_parser("revoke", help="remove a key")
     revoke.add_argument("--id", required=True)
@@ -40,38 +48,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        keys = read_keys(args.file)
-    except (ValueError, KeyError) as exc:
+        loaded = load_keys(args.file)
+    except (ValueError, OSError) as exc:
         print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
         return 1
+    keys, refused = loaded.keys, loaded.refused
+    for entry in refused:
+        print(f"warning: the service refuses entry {entry.name!r} of {args.file}: "
+              f"{entry.problem}", file=sys.stderr)
     if args.command == "list":
         for key in keys.values():
             print(f"{key.id}\t{key.owner}\t{','.join(key.permissions)}\t"
                   f"{key.expires_at or 'never'}")
         return 0
     if args.command == "revoke":
-        if keys.pop(args.id, None) is None:
+        kept = [entry for entry in refused if entry.name != args.id]
+        if keys.pop(args.id, None) is None and len(kept) == len(refused):
             print(f"error: no key {args.id!r} in {args.file}", file=sys.stderr)
             return 1
-        write_keys(args.file, keys)
+        write_keys(args.file, keys, keep=[entry.raw for entry in kept])
         print(f"revoked {args.id}")
         return 0
     permissions = tuple(p.strip() for p in args.permissions.split(",") if p.strip())
     problems = []
     if not ID_PATTERN.match(args.id):
         problems.append("--id: use 1-64 letters, digits, - or _")
-    if args.id in keys:
+    if args.id in keys or args.id in {entry.name for entry in refused}:
         problems.append(f"--id {args.id!r} exists; revoke it first")
     if not permissions or set(permissions) - set(PERMISSIONS):
         problems.append(f"--permissions: choose from {', '.join(PERMISSIONS)}")
     expires = None
     if args.expires:
         try:
-            when = datetime.fromisoformat(args.expires)
-        except ValueError:
-            problems.append(f"--expires {args.expires!r}: not an ISO date")
-        else:
-            expires = (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
+            when = expiry_instant(args.expires)
+        except ValueError as exc:
+            problems.append(f"--expires: {exc}")
+        else:  # a date stays a date: the file then reads as the person meant it
+            expires = args.expires if DATE_ONLY.match(args.expires) else when.isoformat()
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
@@ -80,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         id=args.id, owner=args.owner, permissions=permissions, sha256=digest(key),
         expires_at=expires, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    write_keys(args.file, keys)
+    write_keys(args.file, keys, keep=[entry.raw for entry in refused])
     print(f"created {args.id} ({','.join(permissions)}) in {args.file}; the key, shown once:")
     print(key)
     return 0
