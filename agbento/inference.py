@@ -24,7 +24,7 @@ from agbento.store import ModelCard, verify_model
 
 logger = logging.getLogger(__name__)
 
-# 15 significant digits: what pandas' JSON writer allows; plenty for probabilities.
+# 15 digits after the point: the most pandas' JSON writer allows (for every answer path).
 JSON_DOUBLE_PRECISION = 15
 
 
@@ -143,8 +143,10 @@ class TabularRuntime:
 
     def _score_rows_one_by_one(self, rows: list[list[Any]]) -> ScoredRequest:
         """The slow path for a request holding a row the model rejects."""
-        predictions: list[Any] = []
-        probabilities: list[Any] = []
+        # each row's JSON as `_fragments` writes it: a row answers the same bytes alone or
+        # in any batch (and that is what the cache may keep)
+        predictions: list[str] = []
+        probabilities: list[str] = []
         failed = []
         for index, row in enumerate(rows):
             try:
@@ -154,15 +156,15 @@ class TabularRuntime:
                 detail = f"{type(exc).__name__}: {exc}"[:300]
                 failed.append({"row": index,
                                "problem": f"the model could not score this row ({detail})"})
-                predictions.append(None)
-                probabilities.append(None)
+                predictions.append("null")
+                probabilities.append("null")
                 continue
-            predictions.append(json.loads(one.to_json(orient="values"))[0])
-            probabilities.append(None if proba is None else json.loads(
-                proba.to_json(orient="records", double_precision=JSON_DOUBLE_PRECISION))[0])
+            answer = self._fragments(one, proba)
+            predictions.append(answer.predictions[1:-1])  # "[x]" -> "x"
+            probabilities.append(answer.probabilities[1:-1] if proba is not None else "null")
         return ScoredRequest(
-            json.dumps(predictions),
-            json.dumps(probabilities if self.classification else None),
+            f"[{','.join(predictions)}]",
+            f"[{','.join(probabilities)}]" if self.classification else "null",
             failed,
         )
 

@@ -1,0 +1,48 @@
+"""TabularRuntime in-process: one encoding of answers, whatever path a row takes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agbento.inference import TabularRuntime, encode_rows
+from tests.tiny_models import TinyModels, loose_schema_model
+
+
+def json_items(fragment: str) -> list[str]:
+    """The bytes of each value of a flat JSON array of numbers/null (as the runtime wrote it)."""
+    assert fragment.startswith("[") and fragment.endswith("]")
+    return fragment[1:-1].split(",")
+
+
+@pytest.fixture(scope="module")
+def regression(tiny_models: TinyModels) -> TabularRuntime:
+    return TabularRuntime.load(tiny_models.regression)
+
+
+def test_a_row_scored_alone_by_the_fallback_answers_the_batch_bytes(
+    regression: TabularRuntime,
+) -> None:
+    rows = regression.schema.validate_rows(regression.card.examples).rows
+    assert len(rows) >= 2
+    (batched,) = regression.score_requests([encode_rows(rows)])
+    alone = regression._score_rows_one_by_one(rows[:1])
+    value = json_items(batched.predictions)[0]
+    assert json_items(alone.predictions) == [value]
+    assert alone.probabilities == batched.probabilities == "null"
+    # the test can tell: the value needs more digits than pandas' default 10 decimals
+    assert round(json.loads(value), 10) != json.loads(value)
+
+
+def test_a_good_row_next_to_one_the_model_rejects_answers_as_in_any_batch(
+    tiny_models: TinyModels,
+) -> None:
+    card = loose_schema_model(tiny_models.regression, "bill_length_mm")
+    runtime = TabularRuntime.load(card)
+    good = runtime.schema.validate_rows(card.examples[:1]).rows[0]
+    bad = runtime.schema.validate_rows([{**card.examples[0], "bill_length_mm": "long"}]).rows[0]
+    (alone,) = runtime.score_requests([encode_rows([good])])
+    (mixed,) = runtime.score_requests([encode_rows([good, bad])])  # the row-by-row path
+    assert [f["row"] for f in mixed.failed] == [1]
+    assert json_items(mixed.predictions) == [json_items(alone.predictions)[0], "null"]
