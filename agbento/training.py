@@ -198,6 +198,22 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def parse_label(labels: pd.Series, problem_type: str) -> pd.Series:
+    """A regression label as numbers, also when the file stores it as text (the model needs
+    numbers, and as text "10" < "9"); other labels as they are."""
+    if problem_type not in ("regression", "quantile"):
+        return labels
+    return pd.to_numeric(labels)  # resolve_problem_type made sure this parses
+
+
+def label_range(labels: pd.Series, problem_type: str) -> list[float] | None:
+    """[min, max] of a regression label, compared as numbers."""
+    if problem_type not in ("regression", "quantile"):
+        return None
+    values = parse_label(labels, problem_type)
+    return [float(values.min()), float(values.max())]
+
+
 def measure_latency_ms(
     predictor: Any, frame: pd.DataFrame, classification: bool
 ) -> dict[str, float]:
@@ -262,6 +278,7 @@ def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
     if dropped:
         progress(f"      dropped {dropped} rows whose label {config.label!r} is missing")
     problem_type = resolve_problem_type(table[config.label], config.problem_type)
+    table[config.label] = parse_label(table[config.label], problem_type)
     check_metrics([m for m in [config.eval_metric, *config.min_scores] if m], problem_type)
     train_raw, holdout_raw = split_holdout(
         table, config.label, problem_type, config.holdout_frac, config.seed
@@ -375,10 +392,7 @@ def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
             },
             "data_fingerprint": fingerprint(table),
             "size_bytes_before_shrink": size_before,
-            "label_range": (
-                [float(table[config.label].min()), float(table[config.label].max())]
-                if problem_type in ("regression", "quantile") else None
-            ),
+            "label_range": label_range(table[config.label], problem_type),
             "latency_ms": latency,
             "examples": example_rows(schema, holdout_raw.drop(columns=config.label)),
             "training": {
