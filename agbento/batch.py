@@ -10,7 +10,10 @@ order, as CSV or Parquet by the output's extension.
 
 Nothing is lost and nothing is scored twice: each finished chunk is written atomically to
 `OUTPUT.parts/`, so an interrupted run resumes where it stopped; the output file appears
-(atomically) only when every chunk is done. Rows the service rejects get an empty
+(atomically) only when every chunk is done. A run scores with one model: a resume against
+another model (a rollout since), or replicas answering with two, stop the run unless
+`--restart` is given. An input without rows gives an output with the columns only.
+Rows the service rejects get an empty
 prediction and a line in `OUTPUT.rejects.csv`; the exit code is 3 when any row was
 rejected, 0 when none, 1 on a fatal error.
 """
@@ -29,11 +32,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from agbento.intake import json_value
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 1, 3
 # Scoring is idempotent, so any transient server-side failure is worth another try;
@@ -59,13 +65,27 @@ def file_kind(path: Path) -> str:
 
 
 def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The input in order, `chunk_rows` at a time; never the whole file in memory."""
+    """The input in order, `chunk_rows` at a time; never the whole file in memory.
+
+    An input without rows still gives one (empty) chunk: it carries the columns."""
     kind = file_kind(path)
     if not path.exists():
         raise BatchError(f"input file not found: {path}")
+    rows = 0
+    for chunk in _chunks(path, kind, chunk_rows):
+        rows += len(chunk)
+        yield chunk
+    if rows == 0:
+        yield _empty_input(path, kind)
+
+
+def _chunks(path: Path, kind: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     if kind == "csv":
         # text as is: the service's schema parses numbers, dates and booleans itself
-        yield from pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=True)
+        try:
+            yield from pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=True)
+        except pd.errors.EmptyDataError:  # not even a header line
+            return
     elif kind == "jsonl":
         yield from pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
     else:
@@ -73,6 +93,20 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
             yield batch.to_pandas()
+
+
+def _empty_input(path: Path, kind: str) -> pd.DataFrame:
+    """No rows, with the columns (and for Parquet the types) the file declares."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).schema_arrow.empty_table().to_pandas()
+    if kind == "csv":
+        try:
+            return pd.read_csv(path, nrows=0, dtype=str)
+        except pd.errors.EmptyDataError:
+            pass
+    return pd.DataFrame()
 
 
 def known_row_count(path: Path) -> int | None:
@@ -101,6 +135,12 @@ class ChunkResult:
     predictions: list[Any]
     probabilities: list[dict[str, float] | None] | None
     errors: list[dict[str, Any]]
+    model_tag: str  # the model that answered: a run never mixes two
+
+    @classmethod
+    def of(cls, answer: dict[str, Any]) -> ChunkResult:
+        return cls(answer["predictions"], answer["probabilities"], answer["errors"],
+                   answer["model"]["tag"])
 
 
 @dataclass
@@ -153,8 +193,7 @@ class RemoteScorer:
         response = await self._retrying(
             lambda: client.request("POST", "/predict", json=body), str(client.url)
         )
-        answer = response.json()
-        return ChunkResult(answer["predictions"], answer["probabilities"], answer["errors"])
+        return ChunkResult.of(response.json())
 
     async def _retrying(self, call: Any, where: str) -> Any:
         """Backoff with jitter on 429/5xx-unavailable and connection errors; Retry-After wins."""
@@ -220,7 +259,7 @@ class LocalScorer:
                      if validated.rows else [None])
         answer = json.loads(contract.answer(validated, len(rows), scored, "local",
                                             on_error="skip"))
-        return ChunkResult(answer["predictions"], answer["probabilities"], answer["errors"])
+        return ChunkResult.of(answer)
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -238,6 +277,27 @@ def output_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
         for cls in classes:
             out[f"proba_{cls}"] = [p[cls] if p else None for p in result.probabilities]
     return out
+
+
+def empty_output(chunk: pd.DataFrame, id_column: str | None,
+                 info: dict[str, Any]) -> pa.Table:
+    """The output of an input without rows: the columns a scored row would get, typed."""
+    import pyarrow as pa
+
+    if id_column is None:
+        fields = [pa.field("row", pa.int64())]
+    elif id_column in chunk.columns and chunk[id_column].dtype.kind in "iufbM":
+        fields = [pa.field(id_column, pa.from_numpy_dtype(chunk[id_column].dtype))]
+    else:
+        fields = [pa.field(id_column, pa.string())]
+    classes = info.get("classes") or []
+    if info["problem_type"] in ("binary", "multiclass"):
+        label_type = pa.array(classes).type if classes else pa.string()
+        fields.append(pa.field("prediction", label_type))
+        fields += [pa.field(f"proba_{c}", pa.float64()) for c in classes]
+    else:
+        fields.append(pa.field("prediction", pa.float64()))
+    return pa.schema(fields).empty_table()
 
 
 def rejects_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
@@ -258,16 +318,29 @@ def write_atomically(frame: pd.DataFrame, path: Path) -> None:
 
 
 class Parts:
-    """Finished chunks on disk (`OUTPUT.parts/`): what makes a run resumable."""
+    """Finished chunks on disk (`OUTPUT.parts/`): what makes a run resumable.
 
-    def __init__(self, output: Path, fingerprint: str, restart: bool) -> None:
+    The manifest names the run (input and settings) and the model that scored the chunks:
+    another run starts over; the same run against another model stops unless `restart`.
+    """
+
+    def __init__(self, output: Path, fingerprint: str, model_tag: str, restart: bool) -> None:
         self.dir = output.with_name(output.name + ".parts")
         manifest = self.dir / "manifest.json"
-        if self.dir.exists() and (restart or not manifest.exists()
-                                  or json.loads(manifest.read_text()) != {"run": fingerprint}):
-            shutil.rmtree(self.dir)  # another input or settings: start over
+        if self.dir.exists():
+            try:
+                found = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                found = {}
+            if restart or not isinstance(found, dict) or found.get("run") != fingerprint:
+                shutil.rmtree(self.dir)  # another input or settings: start over
+            elif found.get("model") != model_tag:
+                scored_by = found.get("model") or "an unrecorded model"
+                raise BatchError(
+                    f"{self.dir} holds chunks scored by {scored_by}, but the model is now "
+                    f"{model_tag}; rerun with --restart to score every row with {model_tag}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        manifest.write_text(json.dumps({"run": fingerprint}))
+        manifest.write_text(json.dumps({"run": fingerprint, "model": model_tag}))
 
     def path(self, index: int, kind: str) -> Path:
         return self.dir / f"{index:08d}.{kind}.parquet"
@@ -279,8 +352,10 @@ class Parts:
         write_atomically(rejects, self.path(index, "rejects"))
         write_atomically(out, self.path(index, "out"))  # last: marks the chunk done
 
-    def assemble(self, output: Path, count: int) -> int:
-        """Parts -> OUTPUT (and OUTPUT.rejects.csv) in order, atomically; rejects count."""
+    def assemble(self, output: Path, count: int, empty: pa.Table) -> int:
+        """Parts -> OUTPUT (and OUTPUT.rejects.csv) in order, atomically; rejects count.
+
+        No parts (an input without rows): OUTPUT is `empty`, the typed columns alone."""
         tmp = output.with_name(output.name + ".tmp")
         rejects_path = output.with_name(output.name + ".rejects.csv")
         rejected = 0
@@ -306,7 +381,12 @@ class Parts:
         if writer is not None:
             writer.close()
         if count == 0:
-            pd.DataFrame().to_csv(tmp, index=False)
+            if file_kind(output) == "csv":
+                empty.to_pandas().to_csv(tmp, index=False)
+            else:
+                import pyarrow.parquet as pq
+
+                pq.write_table(empty, tmp)
         os.replace(tmp, output)
         os.replace(rejects_path.with_name(rejects_path.name + ".tmp"), rejects_path)
         shutil.rmtree(self.dir)
@@ -334,17 +414,24 @@ async def score_file(args: argparse.Namespace) -> int:
         classes = [str(c) for c in info.get("classes") or []]
         if args.dry_run:
             return dry_run(args, info)
-        parts = Parts(args.output, run_fingerprint(args), args.restart)
+        model_tag = str(info["tag"])
+        parts = Parts(args.output, run_fingerprint(args), model_tag, args.restart)
         window = asyncio.Semaphore(args.concurrency)
         pending: set[asyncio.Task[None]] = set()
         progress = tqdm(unit="rows", desc="scoring", dynamic_ncols=True, disable=args.quiet,
                         total=known_row_count(args.input), unit_scale=True)
-        count = 0
+        count = 0  # chunks with rows: the parts are numbered over these only
         first_row = 0
+        empty = None
 
         async def one(index: int, chunk: pd.DataFrame, first: int) -> None:
             try:
                 result = await scorer.score(records(chunk))
+                if result.model_tag != model_tag:
+                    raise BatchError(
+                        f"the service answered with model {result.model_tag} while this run "
+                        f"scores with {model_tag} (a rollout?); finished chunks are kept: "
+                        "rerun with --restart to score every row with one model")
                 parts.save(index, output_frame(chunk, result, first, args.id_column, classes),
                            rejects_frame(chunk, result, first, args.id_column))
                 stats.rejected += len(result.errors)
@@ -354,10 +441,15 @@ async def score_file(args: argparse.Namespace) -> int:
                 window.release()
 
         try:
-            for index, chunk in enumerate(read_chunks(args.input, args.chunk_rows)):
-                count = index + 1
-                if args.id_column is not None and args.id_column not in chunk.columns:
+            for chunk in read_chunks(args.input, args.chunk_rows):
+                if (args.id_column is not None and args.id_column not in chunk.columns
+                        and (len(chunk) or len(chunk.columns))):
                     raise BatchError(f"--id-column {args.id_column!r} is not in {args.input}")
+                if chunk.empty:  # nothing to send (a header-only CSV, an empty row group)
+                    empty = chunk
+                    continue
+                index = count
+                count += 1
                 if parts.done(index):
                     stats.chunks_resumed += 1
                     progress.update(len(chunk))
@@ -377,7 +469,9 @@ async def score_file(args: argparse.Namespace) -> int:
             for task in pending:
                 task.cancel()
             progress.close()
-        rejected = parts.assemble(args.output, count)
+        rejected = parts.assemble(args.output, count,
+                                  empty_output(empty if empty is not None else pd.DataFrame(),
+                                               args.id_column, info))
     elapsed = time.monotonic() - stats.started
     summary = {
         "rows": first_row, "scored_now": stats.rows, "chunks_resumed": stats.chunks_resumed,
