@@ -10,12 +10,11 @@ order, as CSV or Parquet by the output's extension.
 
 Nothing is lost and nothing is scored twice: each finished chunk is written atomically to
 `OUTPUT.parts/`, so an interrupted run resumes where it stopped; the output file appears
-(atomically) only when every chunk is done. A run scores with one model: a resume against
-another model (a rollout since), or replicas answering with two, stop the run unless
-`--restart` is given. An input without rows gives an output with the columns only.
-Rows the service rejects get an empty
-prediction and a line in `OUTPUT.rejects.csv`; the exit code is 3 when any row was
-rejected, 0 when none, 1 on a fatal error.
+(atomically) only when every chunk is done. A run scores with one model: an answer from
+another model (replicas mid-rollout) stops it, and resuming chunks another model scored
+needs `--restart`. An input without rows gives an output with the columns only. Rows the
+service rejects get an empty prediction and a line in `OUTPUT.rejects.csv`; the exit code
+is 3 when any row was rejected, 0 when none, 1 on a fatal error.
 """
 
 from __future__ import annotations
