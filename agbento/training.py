@@ -249,25 +249,70 @@ def quiet_autogluon() -> None:
     )
 
 
-def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
-    from autogluon.tabular import TabularPredictor
+# -- the steps ----------------------------------------------------------------------------
 
-    quiet_autogluon()
 
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+@dataclass
+class TrainingData:
+    """The table, cleaned and split, with the schema derived from the training part."""
 
-    def lap(step: str) -> None:
-        nonlocal clock
+    input_rows: int
+    table: pd.DataFrame  # rows with a label; a regression label parsed as numbers
+    dropped: int
+    problem_type: str
+    train_raw: pd.DataFrame
+    holdout_raw: pd.DataFrame
+    schema: FeatureSchema
+    train_frame: pd.DataFrame  # model input: training dtypes, and the label
+    holdout_frame: pd.DataFrame
+
+    @property
+    def classification(self) -> bool:
+        return self.problem_type in ("binary", "multiclass")
+
+
+@dataclass
+class Explanation:
+    feature_importance: dict[str, float]
+    leaderboard: list[dict[str, Any]]
+
+
+@dataclass
+class Shrunk:
+    size_before: int
+    size_after: int
+
+
+@dataclass
+class Measured:
+    """What the deployed (shrunk, reloaded) predictor is: its models and its latency."""
+
+    best_model: str
+    models: list[str]
+    latency_ms: dict[str, float]
+
+
+class Stopwatch:
+    """Seconds per step, for TrainResult.timings_s."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, step: str) -> None:
         now = time.perf_counter()
-        timings[step] = round(now - clock, 3)
-        clock = now
+        self.timings[step] = round(now - self._clock, 3)
+        self._clock = now
 
+
+def check_config(config: TrainConfig) -> None:
     if config.profile not in PROFILES:
         raise TrainingError(f"--profile {config.profile!r}: choose one of {', '.join(PROFILES)}")
     if config.time_limit <= 0:
         raise TrainingError("--time-limit must be positive")
-    progress("[1/7] loading data")
+
+
+def load_data(config: TrainConfig, progress: Progress) -> TrainingData:
     if config.demo:
         raw = demo_table()
     elif config.data is not None:
@@ -293,134 +338,182 @@ def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
         frame[config.label] = part[config.label].to_numpy()
         return frame
 
-    train_frame, holdout_frame = model_input(train_raw), model_input(holdout_raw)
-    lap("load")
+    return TrainingData(len(raw), table, dropped, problem_type, train_raw, holdout_raw, schema,
+                        model_input(train_raw), model_input(holdout_raw))
 
+
+def fit(config: TrainConfig, data: TrainingData, path: Path) -> Any:
+    from autogluon.tabular import TabularPredictor
+
+    hyperparameters = config.hyperparameters
+    if hyperparameters is None and config.profile == "online":
+        hyperparameters = ONLINE_HYPERPARAMETERS
+    predictor = TabularPredictor(
+        label=config.label,
+        problem_type=data.problem_type,
+        eval_metric=config.eval_metric,
+        path=str(path),
+        verbosity=config.verbosity,
+    )
+    predictor.fit(
+        data.train_frame,
+        time_limit=config.time_limit,
+        presets=config.presets,
+        hyperparameters=hyperparameters,
+    )
+    return predictor
+
+
+def evaluate(predictor: Any, holdout_frame: pd.DataFrame, progress: Progress) -> dict[str, float]:
+    metrics = {
+        k: float(v)
+        for k, v in predictor.evaluate(holdout_frame, silent=True).items()
+        if isinstance(v, (int, float))
+    }
+    for name, value in metrics.items():
+        progress(f"      {name}: {value:.4f}")
+    return metrics
+
+
+def gate(metrics: dict[str, float], min_scores: dict[str, float], progress: Progress) -> None:
+    """Raise unless every --min-score is met (nothing is saved then)."""
+    unreported = [m for m in min_scores if m not in metrics]
+    if unreported:
+        raise TrainingError(
+            f"--min-score {', '.join(unreported)}: not among the holdout metrics "
+            f"({', '.join(metrics)}); nothing saved"
+        )
+    failures = [
+        (name, metrics[name], want)
+        for name, want in min_scores.items()
+        if metrics[name] < want
+    ]
+    if failures:
+        raise QualityGateError(failures)
+    progress(f"      quality gate passed ({len(min_scores)} checks)")
+
+
+def explain(predictor: Any, holdout_frame: pd.DataFrame, time_limit: int) -> Explanation:
+    """Permutation feature importance and the leaderboard, both on the holdout."""
+    importance = predictor.feature_importance(
+        holdout_frame,
+        time_limit=time_limit,
+        num_shuffle_sets=3,
+        silent=True,
+    )
+    leaderboard = predictor.leaderboard(holdout_frame, silent=True)
+    return Explanation(
+        feature_importance={str(k): float(v) for k, v in importance["importance"].items()},
+        leaderboard=json_records(
+            leaderboard[[c for c in ("model", "score_test", "score_val", "pred_time_test",
+                                     "fit_time") if c in leaderboard.columns]]
+        ),
+    )
+
+
+def shrink(predictor: Any, deploy_dir: Path, progress: Progress) -> Shrunk:
+    """The predictor without what serving does not need, in `deploy_dir`."""
+    size_before = directory_size(Path(predictor.path))
+    predictor.clone_for_deployment(path=str(deploy_dir), dirs_exist_ok=True)
+    size_after = directory_size(deploy_dir)
+    progress(f"      {size_before / 1e6:.2f} MB -> {size_after / 1e6:.2f} MB")
+    return Shrunk(size_before, size_after)
+
+
+def measure(deploy_dir: Path, data: TrainingData, label: str, progress: Progress) -> Measured:
+    """The deployed predictor, loaded as the service loads it, timed in-process."""
+    from autogluon.tabular import TabularPredictor
+
+    deployed = TabularPredictor.load(str(deploy_dir), verbosity=0)
+    deployed.persist(models="all")
+    latency = measure_latency_ms(deployed, data.holdout_frame.drop(columns=label),
+                                 data.classification)
+    progress("      " + ", ".join(f"{k} rows: {v:.1f} ms" for k, v in latency.items()))
+    return Measured(deployed.model_best, list(deployed.model_names()), latency)
+
+
+def build_metadata(config: TrainConfig, data: TrainingData, eval_metric: str,
+                   metrics: dict[str, float], explanation: Explanation, shrunk: Shrunk,
+                   measured: Measured) -> dict[str, Any]:
+    """What the model store keeps next to the predictor (ModelCard reads it back)."""
+    return {
+        "label": config.label,
+        "problem_type": data.problem_type,
+        "eval_metric": eval_metric,
+        "holdout_metrics": metrics,
+        "schema": data.schema.to_dict(),
+        "feature_importance": explanation.feature_importance,
+        "best_model": measured.best_model,
+        "models": measured.models,
+        "leaderboard": explanation.leaderboard,
+        "rows": {
+            "input": data.input_rows,
+            "dropped_missing_label": data.dropped,
+            "train": len(data.train_raw),
+            "holdout": len(data.holdout_raw),
+        },
+        "data_fingerprint": fingerprint(data.table),
+        "size_bytes_before_shrink": shrunk.size_before,
+        "label_range": label_range(data.table[config.label], data.problem_type),
+        "latency_ms": measured.latency_ms,
+        "examples": example_rows(data.schema, data.holdout_raw.drop(columns=config.label)),
+        "training": {
+            "profile": config.profile,
+            "presets": config.presets,
+            "time_limit_s": config.time_limit,
+            "holdout_frac": config.holdout_frac,
+            "seed": config.seed,
+            "min_scores": config.min_scores,
+            "source": "palmerpenguins (demo)" if config.demo else str(config.data),
+        },
+        "versions": library_versions(),
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def model_labels(config: TrainConfig, problem_type: str) -> dict[str, str]:
+    return {
+        "framework": "autogluon",
+        "problem_type": problem_type,
+        "label": config.label,
+        "stage": config.stage,
+    }
+
+
+# -- the pipeline -------------------------------------------------------------------------
+
+
+def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
+    quiet_autogluon()
+    check_config(config)
+    clock = Stopwatch()
+    progress("[1/7] loading data")
+    data = load_data(config, progress)
+    clock.lap("load")
     with tempfile.TemporaryDirectory(prefix="agbento-train-") as work:
         progress(f"[2/7] fitting ({config.profile} profile, time limit {config.time_limit}s)")
-        hyperparameters = config.hyperparameters
-        if hyperparameters is None and config.profile == "online":
-            hyperparameters = ONLINE_HYPERPARAMETERS
-        predictor = TabularPredictor(
-            label=config.label,
-            problem_type=problem_type,
-            eval_metric=config.eval_metric,
-            path=str(Path(work) / "full"),
-            verbosity=config.verbosity,
-        )
-        predictor.fit(
-            train_frame,
-            time_limit=config.time_limit,
-            presets=config.presets,
-            hyperparameters=hyperparameters,
-        )
-        lap("fit")
-
+        predictor = fit(config, data, Path(work) / "full")
+        clock.lap("fit")
         progress("[3/7] evaluating on the holdout")
-        metrics = {
-            k: float(v)
-            for k, v in predictor.evaluate(holdout_frame, silent=True).items()
-            if isinstance(v, (int, float))
-        }
-        for name, value in metrics.items():
-            progress(f"      {name}: {value:.4f}")
-        unreported = [m for m in config.min_scores if m not in metrics]
-        if unreported:
-            raise TrainingError(
-                f"--min-score {', '.join(unreported)}: not among the holdout metrics "
-                f"({', '.join(metrics)}); nothing saved"
-            )
-        failures = [
-            (name, metrics[name], want)
-            for name, want in config.min_scores.items()
-            if metrics[name] < want
-        ]
-        if failures:
-            raise QualityGateError(failures)
-        progress(f"      quality gate passed ({len(config.min_scores)} checks)")
-        lap("evaluate")
-
+        metrics = evaluate(predictor, data.holdout_frame, progress)
+        gate(metrics, config.min_scores, progress)
+        clock.lap("evaluate")
         progress("[4/7] permutation feature importance on the holdout")
-        importance = predictor.feature_importance(
-            holdout_frame,
-            time_limit=config.importance_time_limit,
-            num_shuffle_sets=3,
-            silent=True,
-        )
-        feature_importance = {
-            str(k): float(v) for k, v in importance["importance"].items()
-        }
-        leaderboard = predictor.leaderboard(holdout_frame, silent=True)
-        lap("importance")
-
+        explanation = explain(predictor, data.holdout_frame, config.importance_time_limit)
+        clock.lap("importance")
         progress("[5/7] shrinking the predictor for deployment")
-        size_before = directory_size(Path(predictor.path))
         deploy_dir = Path(work) / "deploy"
-        predictor.clone_for_deployment(path=str(deploy_dir), dirs_exist_ok=True)
-        size_after = directory_size(deploy_dir)
-        progress(f"      {size_before / 1e6:.2f} MB -> {size_after / 1e6:.2f} MB")
-        lap("shrink")
-
+        shrunk = shrink(predictor, deploy_dir, progress)
+        clock.lap("shrink")
         progress("[6/7] measuring in-process latency")
-        deployed = TabularPredictor.load(str(deploy_dir), verbosity=0)
-        deployed.persist(models="all")
-        classification = problem_type in ("binary", "multiclass")
-        latency = measure_latency_ms(deployed, holdout_frame.drop(columns=config.label),
-                                     classification)
-        progress("      " + ", ".join(f"{k} rows: {v:.1f} ms" for k, v in latency.items()))
-        lap("latency")
-
+        measured = measure(deploy_dir, data, config.label, progress)
+        clock.lap("latency")
         progress("[7/7] saving into the BentoML model store")
-        metadata = {
-            "label": config.label,
-            "problem_type": problem_type,
-            "eval_metric": predictor.eval_metric.name,
-            "holdout_metrics": metrics,
-            "schema": schema.to_dict(),
-            "feature_importance": feature_importance,
-            "best_model": deployed.model_best,
-            "models": list(deployed.model_names()),
-            "leaderboard": json_records(
-                leaderboard[[c for c in ("model", "score_test", "score_val", "pred_time_test",
-                                         "fit_time") if c in leaderboard.columns]]
-            ),
-            "rows": {
-                "input": len(raw),
-                "dropped_missing_label": dropped,
-                "train": len(train_raw),
-                "holdout": len(holdout_raw),
-            },
-            "data_fingerprint": fingerprint(table),
-            "size_bytes_before_shrink": size_before,
-            "label_range": label_range(table[config.label], problem_type),
-            "latency_ms": latency,
-            "examples": example_rows(schema, holdout_raw.drop(columns=config.label)),
-            "training": {
-                "profile": config.profile,
-                "presets": config.presets,
-                "time_limit_s": config.time_limit,
-                "holdout_frac": config.holdout_frac,
-                "seed": config.seed,
-                "min_scores": config.min_scores,
-                "source": "palmerpenguins (demo)" if config.demo else str(config.data),
-            },
-            "versions": library_versions(),
-            "created_at": datetime.now(UTC).isoformat(),
-        }
-        labels = {
-            "framework": "autogluon",
-            "problem_type": problem_type,
-            "label": config.label,
-            "stage": config.stage,
-        }
-        card = save_model(config.name, deploy_dir, labels, metadata)
-        lap("save")
-    return TrainResult(
-        card=card,
-        holdout_metrics=metrics,
-        size_before=size_before,
-        size_after=size_after,
-        latency_ms=latency,
-        timings_s=timings,
-        dropped_rows=dropped,
-    )
+        metadata = build_metadata(config, data, predictor.eval_metric.name, metrics,
+                                  explanation, shrunk, measured)
+        card = save_model(config.name, deploy_dir, model_labels(config, data.problem_type),
+                          metadata)
+        clock.lap("save")
+    return TrainResult(card=card, holdout_metrics=metrics, size_before=shrunk.size_before,
+                       size_after=shrunk.size_after, latency_ms=measured.latency_ms,
+                       timings_s=clock.timings, dropped_rows=data.dropped)
