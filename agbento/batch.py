@@ -38,6 +38,7 @@ import pandas as pd
 from agbento.intake import json_value
 
 if TYPE_CHECKING:
+    import httpx
     import pyarrow as pa
 
 EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 1, 3
@@ -49,6 +50,35 @@ REJECT_COLUMNS = ["row", "id", "field", "problem"]
 
 class BatchError(Exception):
     """A problem the user must fix; the run stops (finished chunks are kept for a resume)."""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """One run's settings, from the command line (see `parse_args`)."""
+
+    input: Path
+    output: Path
+    urls: tuple[str, ...] = ()  # empty with `local`
+    local: str | None = None  # a model tag: score in-process
+    id_column: str | None = None
+    chunk_rows: int = 2000
+    concurrency: int = 4
+    api_key: str | None = None
+    max_retries: int = 8
+    timeout_s: float = 120
+    restart: bool = False
+    dry_run: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BatchOptions:
+        return cls(
+            input=args.input, output=args.output, urls=tuple(args.url or ()), local=args.local,
+            id_column=args.id_column, chunk_rows=args.chunk_rows,
+            concurrency=args.concurrency, api_key=args.api_key, max_retries=args.max_retries,
+            timeout_s=args.timeout, restart=args.restart, dry_run=args.dry_run,
+            quiet=args.quiet,
+        )
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -151,8 +181,16 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
 
 
+def backoff_s(attempt: int) -> float:
+    """Exponential, capped at 30 s, with jitter so clients do not retry in step."""
+    return min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+
+
 class RemoteScorer:
-    """Chunks to one or more running services, through BentoML's async HTTP client."""
+    """Chunks to one or more running services, through BentoML's async HTTP client.
+
+    Connecting and scoring are retried (with backoff) on connection errors; scoring also
+    on 429 and 5xx answers (scoring is idempotent), where a Retry-After header wins."""
 
     def __init__(self, urls: list[str], api_key: str | None, max_retries: int,
                  timeout_s: float, stats: Stats) -> None:
@@ -162,17 +200,9 @@ class RemoteScorer:
         self._next = 0
 
     async def __aenter__(self) -> RemoteScorer:
-        import bentoml
-
         for url in self.urls:
-            client = await self._retrying(lambda u=url: self._connect(bentoml, u), url)
-            self.clients.append(client)
+            self.clients.append(await self._connect(url))
         return self
-
-    async def _connect(self, bentoml: Any, url: str) -> Any:
-        client = bentoml.AsyncHTTPClient(url, token=self.api_key, timeout=self.timeout_s,
-                                         server_ready_timeout=0)
-        return await client.__aenter__()
 
     async def __aexit__(self, *exc: object) -> None:
         for client in self.clients:
@@ -188,25 +218,36 @@ class RemoteScorer:
     async def score(self, rows: list[dict[str, Any]]) -> ChunkResult:
         client = self.clients[self._next % len(self.clients)]
         self._next += 1
-        body = {"data": rows, "on_error": "skip"}
-        response = await self._retrying(
-            lambda: client.request("POST", "/predict", json=body), str(client.url)
-        )
+        response = await self._predict(client, {"data": rows, "on_error": "skip"})
         return ChunkResult.of(response.json())
 
-    async def _retrying(self, call: Any, where: str) -> Any:
-        """Backoff with jitter on 429/5xx-unavailable and connection errors; Retry-After wins."""
+    async def _connect(self, url: str) -> Any:
+        """A connected client; the server may be starting, so connection errors are retried."""
+        import bentoml
         import httpx
 
         for attempt in range(self.max_retries + 1):
-            delay = min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+            client = bentoml.AsyncHTTPClient(url, token=self.api_key, timeout=self.timeout_s,
+                                             server_ready_timeout=0)
             try:
-                response = await call()
+                return await client.__aenter__()
+            except (httpx.TransportError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            await self._pause(attempt, url, problem, backoff_s(attempt))
+        raise AssertionError("unreachable")
+
+    async def _predict(self, client: Any, body: dict[str, Any]) -> httpx.Response:
+        """POST /predict until it answers 200; a status not worth retrying is a BatchError."""
+        import httpx
+
+        where = str(client.url)
+        for attempt in range(self.max_retries + 1):
+            delay = backoff_s(attempt)
+            try:
+                response = await client.request("POST", "/predict", json=body)
             except (httpx.TransportError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
-                if not isinstance(response, httpx.Response):  # a connected client
-                    return response
                 status = response.status_code
                 if status == 200:
                     return response
@@ -216,11 +257,15 @@ class RemoteScorer:
                 retry_after = response.headers.get("retry-after", "")
                 if retry_after.isdigit():
                     delay = float(retry_after) + random.uniform(0, 0.5)
-            if attempt == self.max_retries:
-                raise BatchError(f"{where}: giving up after {attempt + 1} attempts ({problem})")
-            self.stats.retries += 1
-            await asyncio.sleep(delay)
+            await self._pause(attempt, where, problem, delay)
         raise AssertionError("unreachable")
+
+    async def _pause(self, attempt: int, where: str, problem: str, delay: float) -> None:
+        """Wait before the next attempt, or give up after the last one."""
+        if attempt == self.max_retries:
+            raise BatchError(f"{where}: giving up after {attempt + 1} attempts ({problem})")
+        self.stats.retries += 1
+        await asyncio.sleep(delay)
 
 
 class LocalScorer:
@@ -310,6 +355,10 @@ def rejects_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
     return pd.DataFrame(rows, columns=REJECT_COLUMNS)
 
 
+def rejects_path(output: Path) -> Path:
+    return output.with_name(output.name + ".rejects.csv")
+
+
 def write_atomically(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     frame.to_parquet(tmp, index=False)
@@ -356,10 +405,10 @@ class Parts:
 
         No parts (an input without rows): OUTPUT is `empty`, the typed columns alone."""
         tmp = output.with_name(output.name + ".tmp")
-        rejects_path = output.with_name(output.name + ".rejects.csv")
+        rejects_file = rejects_path(output)
         rejected = 0
         writer = None
-        with open(rejects_path.with_name(rejects_path.name + ".tmp"), "w") as rejects_out:
+        with open(rejects_file.with_name(rejects_file.name + ".tmp"), "w") as rejects_out:
             pd.DataFrame(columns=REJECT_COLUMNS).to_csv(rejects_out, index=False)
             for index in range(count):
                 out = pd.read_parquet(self.path(index, "out"))
@@ -387,38 +436,40 @@ class Parts:
 
                 pq.write_table(empty, tmp)
         os.replace(tmp, output)
-        os.replace(rejects_path.with_name(rejects_path.name + ".tmp"), rejects_path)
+        os.replace(rejects_file.with_name(rejects_file.name + ".tmp"), rejects_file)
         shutil.rmtree(self.dir)
         return rejected
 
 
-def run_fingerprint(args: argparse.Namespace) -> str:
-    stat = args.input.stat()
-    facts = [str(args.input.resolve()), stat.st_size, stat.st_mtime_ns, args.chunk_rows,
-             args.id_column, args.local or sorted(args.url)]
+def run_fingerprint(options: BatchOptions) -> str:
+    """The input file and the settings that decide the chunks (the model: see `Parts`)."""
+    stat = options.input.stat()
+    facts = [str(options.input.resolve()), stat.st_size, stat.st_mtime_ns, options.chunk_rows,
+             options.id_column, options.local or sorted(options.urls)]
     return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:16]
 
 
 # -- the run ------------------------------------------------------------------------------
 
 
-async def score_file(args: argparse.Namespace) -> int:
+async def score_file(options: BatchOptions) -> int:
     from tqdm import tqdm
 
     stats = Stats()
-    scorer: Any = (LocalScorer(args.local) if args.local else
-                   RemoteScorer(args.url, args.api_key, args.max_retries, args.timeout, stats))
+    scorer: Any = (LocalScorer(options.local) if options.local else
+                   RemoteScorer(list(options.urls), options.api_key, options.max_retries,
+                                options.timeout_s, stats))
     async with scorer:
         info = await scorer.model_info()
         classes = [str(c) for c in info.get("classes") or []]
-        if args.dry_run:
-            return dry_run(args, info)
+        if options.dry_run:
+            return dry_run(options, info)
         model_tag = str(info["tag"])
-        parts = Parts(args.output, run_fingerprint(args), model_tag, args.restart)
-        window = asyncio.Semaphore(args.concurrency)
+        parts = Parts(options.output, run_fingerprint(options), model_tag, options.restart)
+        window = asyncio.Semaphore(options.concurrency)
         pending: set[asyncio.Task[None]] = set()
-        progress = tqdm(unit="rows", desc="scoring", dynamic_ncols=True, disable=args.quiet,
-                        total=known_row_count(args.input), unit_scale=True)
+        progress = tqdm(unit="rows", desc="scoring", dynamic_ncols=True, disable=options.quiet,
+                        total=known_row_count(options.input), unit_scale=True)
         count = 0  # chunks with rows: the parts are numbered over these only
         first_row = 0
         empty = None
@@ -431,8 +482,8 @@ async def score_file(args: argparse.Namespace) -> int:
                         f"the service answered with model {result.model_tag} while this run "
                         f"scores with {model_tag} (a rollout?); finished chunks are kept: "
                         "rerun with --restart to score every row with one model")
-                parts.save(index, output_frame(chunk, result, first, args.id_column, classes),
-                           rejects_frame(chunk, result, first, args.id_column))
+                parts.save(index, output_frame(chunk, result, first, options.id_column, classes),
+                           rejects_frame(chunk, result, first, options.id_column))
                 stats.rejected += len(result.errors)
                 stats.rows += len(chunk)
                 progress.update(len(chunk))
@@ -440,10 +491,10 @@ async def score_file(args: argparse.Namespace) -> int:
                 window.release()
 
         try:
-            for chunk in read_chunks(args.input, args.chunk_rows):
-                if (args.id_column is not None and args.id_column not in chunk.columns
+            for chunk in read_chunks(options.input, options.chunk_rows):
+                if (options.id_column is not None and options.id_column not in chunk.columns
                         and (len(chunk) or len(chunk.columns))):
-                    raise BatchError(f"--id-column {args.id_column!r} is not in {args.input}")
+                    raise BatchError(f"--id-column {options.id_column!r} is not in {options.input}")
                 if chunk.empty:  # nothing to send (a header-only CSV, an empty row group)
                     empty = chunk
                     continue
@@ -468,29 +519,29 @@ async def score_file(args: argparse.Namespace) -> int:
             for task in pending:
                 task.cancel()
             progress.close()
-        rejected = parts.assemble(args.output, count,
+        rejected = parts.assemble(options.output, count,
                                   empty_output(empty if empty is not None else pd.DataFrame(),
-                                               args.id_column, info))
+                                               options.id_column, info))
     elapsed = time.monotonic() - stats.started
     summary = {
         "rows": first_row, "scored_now": stats.rows, "chunks_resumed": stats.chunks_resumed,
         "seconds": round(elapsed, 2), "rows_per_s": round(stats.rows / elapsed, 1) if elapsed
         else None, "retries": stats.retries, "rejected_rows": rejected,
-        "output": str(args.output),
-        "rejects": str(args.output.with_name(args.output.name + ".rejects.csv")),
+        "output": str(options.output),
+        "rejects": str(rejects_path(options.output)),
     }
     print(json.dumps(summary), file=sys.stderr)
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
-def dry_run(args: argparse.Namespace, info: dict[str, Any]) -> int:
+def dry_run(options: BatchOptions, info: dict[str, Any]) -> int:
     """Validate the file against the served model's schema; send nothing."""
     from agbento.schema import FeatureSchema
 
     schema = FeatureSchema.from_dict(info["schema"])
     problems = rows = 0
     examples = []
-    for chunk in read_chunks(args.input, args.chunk_rows):
+    for chunk in read_chunks(options.input, options.chunk_rows):
         result = schema.validate_rows(records(chunk))
         problems += len(result.problems)
         examples += [
@@ -528,10 +579,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    options = BatchOptions.from_args(parse_args(argv))
     try:
-        file_kind(args.output)
-        return asyncio.run(score_file(args))
+        file_kind(options.output)
+        return asyncio.run(score_file(options))
     except BatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL

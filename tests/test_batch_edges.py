@@ -9,7 +9,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from agbento.batch import EXIT_FATAL, EXIT_OK, Parts, main, parse_args, run_fingerprint
+from agbento.batch import (
+    EXIT_FATAL,
+    EXIT_OK,
+    BatchOptions,
+    Parts,
+    main,
+    parse_args,
+    run_fingerprint,
+)
 from tests.servers import BentoServer
 from tests.test_batch import penguin_file
 from tests.tiny_models import TinyModels
@@ -77,7 +85,8 @@ def test_resume_across_models_is_refused_unless_restart(
     argv = [str(tmp_path / "in.parquet"), str(out), "--url", multiclass_server.url,
             "--id-column", "penguin_id", "--chunk-rows", "10", "--quiet"]
     # what an interrupted run against the model served before a rollout leaves behind
-    Parts(out, run_fingerprint(parse_args(argv)), "tiny-species:before", restart=False)
+    options = BatchOptions.from_args(parse_args(argv))
+    Parts(out, run_fingerprint(options), "tiny-species:before", restart=False)
     assert main(argv) == EXIT_FATAL
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
@@ -102,3 +111,16 @@ def test_replicas_serving_two_models_stop_the_run(
     assert not out.exists()
     manifest = json.loads((tmp_path / "out.parquet.parts" / "manifest.json").read_text())
     assert manifest["model"].startswith("tiny-species:")
+
+
+def test_options_hold_the_command_line_with_the_same_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AGBENTO_API_KEY", raising=False)
+    given = BatchOptions.from_args(parse_args(
+        ["in.csv", "out.parquet", "--url", "http://a", "--url", "http://b", "--timeout", "5",
+         "--id-column", "id", "--restart"]))
+    assert (given.urls, given.local, given.timeout_s, given.id_column, given.restart) == (
+        ("http://a", "http://b"), None, 5.0, "id", True)
+    local = BatchOptions.from_args(parse_args(["in.csv", "out.csv", "--local", "m:1"]))
+    assert local == BatchOptions(Path("in.csv"), Path("out.csv"), local="m:1")
