@@ -35,7 +35,8 @@ from agbento.contract import (
     request_id_from,
 )
 from agbento.errors import ApiError
-from agbento.inference import ScoredRequest, TabularRuntime, encode_rows
+from agbento.guard import ErrorGuard, internal_error, report_internal_error
+from agbento.inference import ScoredRequest, TabularRuntime, encode_rows, log_rejected_rows
 from agbento.intake import PredictionIntake
 from agbento.logs import configure_logging
 from agbento.metrics import (
@@ -217,6 +218,7 @@ class AgBento:
             rows = self.contract.accept(data, on_error)
             observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
             scored = await self._score(rows.rows)
+            log_rejected_rows(scored, rows.indices, request_id)
             body = self.contract.answer(
                 rows, len(data), scored, request_id, probabilities_only, on_error
             )
@@ -225,6 +227,9 @@ class AgBento:
         except ApiError as error:
             body, status = error.body(request_id), error.status
             retry_after = error.retry_after_s
+        except Exception as exc:  # noqa: BLE001 - ours, not the client's: our shape, logged
+            report_internal_error(request_id, "POST", ctx.request.scope.get("path", "?"), exc)
+            body, status, retry_after = internal_error().body(request_id), 500, None
         else:
             retry_after = None
         ctx.response.status_code = status
@@ -284,11 +289,13 @@ class AgBento:
         except bentoml.exceptions.ServiceUnavailable as exc:
             # the batcher could not meet max_latency_ms: the model is saturated
             raise overloaded(f"the model service is saturated ({exc}); retry later") from None
-        return ScoredRequest.from_dict(answer)
+        return ScoredRequest.from_dict(answer).unless_model_broken()
 
 
-# Outermost first: log and time everything, refuse callers without the right key, refuse
-# excess load before reading bodies, then read and shape the bodies.
+# Outermost first (BentoML keeps the order; its own layers sit outside all of ours):
+# answer any exception at once, log and time everything, refuse callers without the right
+# key, refuse excess load before reading bodies, then read and shape the bodies.
+AgBento.add_asgi_middleware(ErrorGuard)
 AgBento.add_asgi_middleware(RequestLog, model_tag=card.tag)
 AgBento.add_asgi_middleware(
     AccessGate,

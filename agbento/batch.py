@@ -301,6 +301,8 @@ class LocalScorer:
         validated = contract.accept(rows, "skip")
         (scored,) = (self.runtime.score_requests([encode_rows(validated.rows)])
                      if validated.rows else [None])
+        if scored is not None and scored.model_error is not None:
+            raise BatchError(f"the model fails on its own example rows ({scored.model_error})")
         answer = json.loads(contract.answer(validated, len(rows), scored, "local",
                                             on_error="skip"))
         return ChunkResult.of(answer)

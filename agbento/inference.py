@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from agbento.metrics import BATCH_REQUESTS, BATCH_ROWS, INFERENCE_DURATION
+from agbento.errors import ApiError
+from agbento.metrics import BATCH_REQUESTS, BATCH_ROWS, INFERENCE_DURATION, MODEL_READY
 from agbento.schema import FeatureSchema
 from agbento.store import ModelCard, verify_model
 
@@ -26,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 # 15 digits after the point: the most pandas' JSON writer allows (for every answer path).
 JSON_DOUBLE_PRECISION = 15
+# While the model is broken, how often the model service tries its warm-up rows again
+# (and what a 503 model_error tells clients to wait).
+MODEL_RETRY_S = 5
+# Rows whose model error message one log line carries.
+MAX_LOGGED_ROW_ERRORS = 20
 
 
 def encode_rows(rows: list[list[Any]]) -> str:
@@ -42,14 +49,30 @@ class ScoredRequest:
     predictions: str
     probabilities: str
     failed: list[dict[str, Any]] = field(default_factory=list)
+    # The exception type when the model failed on its known-good warm-up rows too.
+    model_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"predictions": self.predictions, "probabilities": self.probabilities,
-                "failed": self.failed}
+                "failed": self.failed, "model_error": self.model_error}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScoredRequest:
-        return cls(data["predictions"], data["probabilities"], list(data.get("failed", [])))
+        return cls(data["predictions"], data["probabilities"], list(data.get("failed", [])),
+                   data.get("model_error"))
+
+    @classmethod
+    def broken(cls, exception_type: str) -> ScoredRequest:
+        return cls("null", "null", [], exception_type)
+
+    def unless_model_broken(self) -> ScoredRequest:
+        """This answer, or a 503 model_error when the model itself is broken."""
+        if self.model_error is not None:
+            raise ApiError(
+                503, "model_error",
+                f"the model is failing ({self.model_error}), also on its known-good warm-up "
+                "rows: the service is not ready; retry later", retry_after_s=MODEL_RETRY_S)
+        return self
 
     # Parsed once per request, for whoever needs the values (cache, placement, metrics).
     @cached_property
@@ -82,15 +105,21 @@ class TabularRuntime:
     """Holds one TabularPredictor in memory and scores merged batches of requests.
 
     A batch that fails is split: first by request, then by row inside the failing request,
-    so a row only the model rejects never fails another request of the same batch.
+    so a row only the model rejects never fails another request of the same batch. When
+    every row of a request fails, the stored example rows (the warm-up) tell whose fault it
+    is: if they fail too the model is broken, every request answers `model_error` at once
+    and the runtime is not ready until a re-try of the warm-up succeeds.
     """
 
-    def __init__(self, card: ModelCard, predictor: Any) -> None:
+    def __init__(self, card: ModelCard, predictor: Any, retry_s: float = MODEL_RETRY_S) -> None:
         self.card = card
         self.predictor = predictor
         self.schema: FeatureSchema = card.schema
         self.classification = card.is_classification
         self.ready = False
+        self.retry_s = retry_s
+        self.fault: str | None = None  # the exception type while the model is broken
+        self._fault_lock = threading.Lock()
 
     @classmethod
     def load(cls, card: ModelCard, allow_version_mismatch: bool = False) -> TabularRuntime:
@@ -103,18 +132,23 @@ class TabularRuntime:
         predictor.persist(models="all")
         return cls(card, predictor)
 
-    def warm_up(self) -> None:
-        """Score the stored example rows once; readiness means this worked."""
+    @cached_property
+    def examples(self) -> list[list[Any]]:
+        """The stored example rows, validated: rows this model is known to score."""
         validated = self.schema.validate_rows(self.card.examples)
         if not validated.ok or not validated.rows:
             raise RuntimeError(f"stored example rows do not validate: {validated.problems[:3]}")
-        (answer,) = self.score_requests([encode_rows(validated.rows)])
-        if answer.failed:
-            raise RuntimeError(f"warm-up prediction failed: {answer.failed[0]['problem']}")
+        return validated.rows
+
+    def warm_up(self) -> None:
+        """Score the stored example rows once; readiness means this worked."""
+        self._fragments(*self._predict(self.examples))
         self.ready = True
 
     def score_requests(self, requests: list[str]) -> list[ScoredRequest]:
         groups = [json.loads(r) for r in requests]
+        if self.fault is not None:  # broken: answer at once, the re-try thread heals it
+            return [ScoredRequest.broken(self.fault) for _ in groups]
         start = time.perf_counter()
         answers = self._score_groups(groups)
         INFERENCE_DURATION.observe(time.perf_counter() - start)
@@ -125,13 +159,18 @@ class TabularRuntime:
     def _score_groups(self, groups: list[list[list[Any]]]) -> list[ScoredRequest]:
         if not groups:
             return []
+        if self.fault is not None:
+            return [ScoredRequest.broken(self.fault) for _ in groups]
         try:
             predictions, probabilities = self._predict([row for g in groups for row in g])
         except Exception:  # noqa: BLE001 - isolate: by request, then by row
             if len(groups) > 1:
                 middle = len(groups) // 2
                 return self._score_groups(groups[:middle]) + self._score_groups(groups[middle:])
-            return [self._score_rows_one_by_one(groups[0])]
+            answer = self._score_rows_one_by_one(groups[0])
+            if len(answer.failed) == len(groups[0]) and self._model_is_broken():
+                return [ScoredRequest.broken(self.fault or "unknown")]
+            return [answer]
         answers, start = [], 0
         for group in groups:
             end = start + len(group)
@@ -152,10 +191,10 @@ class TabularRuntime:
             try:
                 one, proba = self._predict([row])
             except Exception as exc:  # noqa: BLE001 - the row's own failure, reported
-                logger.warning("model failed on a row: %s: %s", type(exc).__name__, exc)
-                detail = f"{type(exc).__name__}: {exc}"[:300]
-                failed.append({"row": index,
-                               "problem": f"the model could not score this row ({detail})"})
+                # the client sees the type; the message may quote data, so it goes to the
+                # API's log with the request id (log_rejected_rows), not into the answer
+                failed.append({"row": index, "problem": "the model could not score this row "
+                               f"({type(exc).__name__})", "message": str(exc)[:300]})
                 predictions.append("null")
                 probabilities.append("null")
                 continue
@@ -167,6 +206,43 @@ class TabularRuntime:
             f"[{','.join(probabilities)}]" if self.classification else "null",
             failed,
         )
+
+    def _model_is_broken(self) -> bool:
+        """Every row of a request failed: does the model still score its warm-up rows?"""
+        try:
+            self._predict(self.examples)
+        except Exception as exc:  # noqa: BLE001 - the model itself fails: the server's fault
+            self._turn_broken(exc)
+            return True
+        return False
+
+    def _turn_broken(self, exc: Exception) -> None:
+        with self._fault_lock:
+            if self.fault is not None:
+                return
+            self.fault = type(exc).__name__
+            self.ready = False
+        MODEL_READY.set(0)
+        # once per fault, not per row or request: every request now answers model_error
+        logger.error("the model fails on its warm-up rows: not ready; trying again every "
+                     "%s s", self.retry_s, exc_info=exc)
+        threading.Thread(target=self._retry_warm_up, name="agbento-model-retry",
+                         daemon=True).start()
+
+    def _retry_warm_up(self) -> None:
+        while True:
+            time.sleep(self.retry_s)
+            try:
+                self._predict(self.examples)
+            except Exception:  # noqa: BLE001, S112 - the same fault, logged when it began
+                continue
+            with self._fault_lock:
+                fault, self.fault = self.fault, None
+                self.ready = True
+            MODEL_READY.set(1)
+            logger.warning("the model scores its warm-up rows again (fault was %s): ready",
+                           fault)
+            return
 
     def _predict(self, rows: list[list[Any]]) -> tuple[pd.Series, pd.DataFrame | None]:
         frame = self.schema.to_frame(rows)
@@ -185,3 +261,13 @@ class TabularRuntime:
             "null" if probabilities is None else probabilities.to_json(
                 orient="records", double_precision=JSON_DOUBLE_PRECISION),
         )
+
+
+def log_rejected_rows(scored: ScoredRequest | None, indices: list[int], request_id: str) -> None:
+    """The model's messages for rows it could not score, with the request id (API side)."""
+    if scored is None or not scored.failed:
+        return
+    rows = [{"row": indices[f["row"]], "problem": f.get("problem"), "message": f.get("message")}
+            for f in scored.failed[:MAX_LOGGED_ROW_ERRORS]]
+    logger.warning("model rejected rows", extra={"fields": {
+        "request_id": request_id, "failed_rows": len(scored.failed), "rows": rows}})

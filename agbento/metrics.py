@@ -29,8 +29,11 @@ BATCH_REQUESTS = Histogram("agbento_batch_requests", "Requests per merged model 
                            buckets=SIZE_BUCKETS)
 MODEL_INFO = Gauge("agbento_model_info", "The served model (value 1)",
                    ["tag", "problem_type"], multiprocess_mode="max")
-MODEL_READY = Gauge("agbento_model_ready", "1 once the model service warmed up",
+MODEL_READY = Gauge("agbento_model_ready",
+                    "1 once the model service warmed up; 0 while its model is broken",
                     multiprocess_mode="livemax")
+INTERNAL_ERRORS = Counter("agbento_internal_errors",
+                          "Requests answered 500 internal_error (an exception in the service)")
 PREDICTED_CLASSES = Counter("agbento_predictions", "Predicted classes", ["class"])
 CONFIDENCE = Histogram("agbento_prediction_confidence", "Top class probability per row",
                        buckets=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))

@@ -50,6 +50,12 @@ class RequestLog:
 
         try:
             await self.app(scope, receive, observe)
+        except Exception as exc:
+            # ErrorGuard (outside) answers it: say so here, the error body is not sent yet
+            if not error_body:
+                error_body.extend(json.dumps({"error": {
+                    "code": "internal_error", "message": type(exc).__name__}}).encode())
+            raise
         finally:
             elapsed = time.perf_counter() - start
             self._record(scope, state, request_id, status, elapsed, bytes(error_body))
