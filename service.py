@@ -300,7 +300,7 @@ AgBento.add_asgi_middleware(
         url=settings.rate_limit_url,
         cache_url=settings.cache_url,
         api_workers=settings.api_workers,
-        timeout_ms=settings.cache_timeout_ms,
+        timeout_ms=settings.rate_limit_timeout_ms,
     ),
     metrics_auth=settings.metrics_auth,
 )

@@ -8,7 +8,7 @@ same Redis, draw from one bucket. Without Redis each worker keeps its own bucket
 limit divided by the number of workers, and says so at start.
 
 The limit is never a reason to fail or to wait: a Redis call has a short deadline
-(AGBENTO_CACHE_TIMEOUT_MS), and when it fails the request is admitted (fail-open, counted in
+(AGBENTO_RATE_LIMIT_TIMEOUT_MS), and when it fails the request is admitted (fail-open, counted in
 agbento_rate_limit_fail_open_total, logged at most once a minute). After a few failures in a
 row Redis is left alone for a few seconds, every request meanwhile admitted and counted.
 """
@@ -144,7 +144,7 @@ class RateLimitConfig:
     url: str = ""  # AGBENTO_RATE_LIMIT_URL: "" (follow the cache), "local" or redis://...
     cache_url: str = "memory"
     api_workers: int = 1
-    timeout_ms: int = 50
+    timeout_ms: int = 100
 
     @property
     def store(self) -> str:

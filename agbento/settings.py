@@ -77,6 +77,7 @@ class Settings:
     rate_limit_rps: int = 0
     rate_limit_burst: int = 50
     rate_limit_url: str = ""  # "": the cache's Redis if it has one, else local
+    rate_limit_timeout_ms: int = 100
     metrics_auth: bool = False
     allow_version_mismatch: bool = False
     prediction_log_sample: float = 0.0
@@ -121,6 +122,8 @@ class Settings:
             rate_limit_rps=_int(env, "AGBENTO_RATE_LIMIT_RPS", cls.rate_limit_rps, minimum=0),
             rate_limit_burst=_int(env, "AGBENTO_RATE_LIMIT_BURST", cls.rate_limit_burst),
             rate_limit_url=rate_limit_url,
+            rate_limit_timeout_ms=_int(env, "AGBENTO_RATE_LIMIT_TIMEOUT_MS",
+                                       cls.rate_limit_timeout_ms),
             metrics_auth=_bool(env, "AGBENTO_METRICS_AUTH", cls.metrics_auth),
             allow_version_mismatch=_bool(
                 env, "AGBENTO_ALLOW_VERSION_MISMATCH", cls.allow_version_mismatch
