@@ -30,8 +30,11 @@ serve: demo-model
 lint: install
 	$(BIN)/ruff check .
 
-# Real tools the tests run: redis-server (cache), promtool and amtool (alerts).
-TEST_TOOLS := redis-server:redis-server promtool:prometheus amtool:prometheus-alertmanager
+# Real tools the tests run: redis-server (cache, shared rate limit); promtool and amtool
+# (alert rules, routing); prometheus and alertmanager (alert delivery, end to end; Debian
+# names the alertmanager binary prometheus-alertmanager).
+TEST_TOOLS := redis-server:redis-server promtool:prometheus amtool:prometheus-alertmanager \
+	prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager
 test-deps:
 	@missing=""; for pair in $(TEST_TOOLS); do \
 		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \

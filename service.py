@@ -49,6 +49,7 @@ from agbento.metrics import (
 )
 from agbento.overload import InflightLimit, overloaded
 from agbento.prediction_log import PredictionSampler
+from agbento.ratelimit import RateLimitConfig
 from agbento.request_log import RequestLog
 from agbento.schema import ValidatedRows
 from agbento.settings import get_settings
@@ -300,8 +301,14 @@ AgBento.add_asgi_middleware(RequestLog, model_tag=card.tag)
 AgBento.add_asgi_middleware(
     AccessGate,
     keys_file=settings.api_keys_file,
-    rate_limit_rps=settings.rate_limit_rps,
-    rate_limit_burst=settings.rate_limit_burst,
+    rate_limit=RateLimitConfig(
+        rps=settings.rate_limit_rps,
+        burst=settings.rate_limit_burst,
+        url=settings.rate_limit_url,
+        cache_url=settings.cache_url,
+        api_workers=settings.api_workers,
+        timeout_ms=settings.rate_limit_timeout_ms,
+    ),
     metrics_auth=settings.metrics_auth,
 )
 AgBento.add_asgi_middleware(

@@ -14,9 +14,10 @@ from pathlib import Path
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agbento.auth import ApiKeyRing, TokenBucket, presented_key
+from agbento.auth import ApiKeyRing, presented_key
 from agbento.contract import json_response, request_id_from
 from agbento.errors import ApiError
+from agbento.ratelimit import RateLimitConfig, open_rate_limit
 
 logger = logging.getLogger("agbento.access")
 
@@ -40,11 +41,12 @@ def permission_for(path: str, metrics_auth: bool) -> str | None:
 
 
 class AccessGate:
-    def __init__(self, app: ASGIApp, keys_file: str, rate_limit_rps: int,
-                 rate_limit_burst: int, metrics_auth: bool) -> None:
+    def __init__(self, app: ASGIApp, keys_file: str, rate_limit: RateLimitConfig,
+                 metrics_auth: bool) -> None:
         self.app = app
         self.ring = ApiKeyRing(Path(keys_file)) if keys_file else None
-        self.bucket = TokenBucket(rate_limit_rps, rate_limit_burst) if rate_limit_rps else None
+        # built here, in each API worker: limits are per key, so only with keys
+        self.limit = open_rate_limit(rate_limit) if self.ring is not None else None
         self.metrics_auth = metrics_auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,7 +61,7 @@ class AccessGate:
         try:
             key = self.ring.authenticate(presented_key(headers))
             self.ring.authorize(key, permission)
-            if self.bucket is not None and (wait := self.bucket.take(key.id)):
+            if self.limit is not None and (wait := await self.limit.take(key.id)):
                 raise ApiError(429, "rate_limited",
                                f"API key {key.id!r} is over its rate limit; retry later",
                                retry_after_s=max(1, round(wait + 0.5)))

@@ -277,21 +277,3 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         return secret.strip()
     return None
 
-
-class TokenBucket:
-    """Per-key request rate: `rate` per second on average, bursts up to `burst`."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.state: dict[str, tuple[float, float]] = {}
-
-    def take(self, key_id: str) -> float:
-        """0 when allowed; else the seconds until a token is back."""
-        now = time.monotonic()
-        tokens, last = self.state.get(key_id, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            self.state[key_id] = (tokens - 1, now)
-            return 0.0
-        self.state[key_id] = (tokens, now)
-        return (1 - tokens) / self.rate

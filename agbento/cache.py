@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections import OrderedDict
@@ -89,21 +90,71 @@ class MemoryBackend:
         self.bytes -= sys.getsizeof(key) + len(value)
 
 
+def is_redis_url(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://", "unix://"))
+
+
+def redis_client(url: str, timeout_ms: int, purpose: str) -> Any:
+    """An asyncio Redis client over a pool, every socket operation bounded by `timeout_ms`.
+
+    Its connections are named `agbento-<purpose>-<pid>` (see CLIENT LIST) so an operator
+    can tell which process and which use each connection belongs to.
+    """
+    import redis.asyncio as redis
+
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_ms / 1000,
+        socket_connect_timeout=timeout_ms / 1000,
+        max_connections=64,
+        health_check_interval=30,
+        client_name=f"agbento-{purpose}-{os.getpid()}",
+    )
+
+
+class Backoff:
+    """After `trip_after` errors in a row, leave the backend alone for BACKOFF_S; log at most
+    once a minute.
+
+    A dead Redis then costs one timeout every few seconds, not one per request, and it is
+    tried again on its own once it is back.
+    """
+
+    def __init__(self, log: logging.Logger, what: str, trip_after: int = 1) -> None:
+        self.log = log
+        self.what = what
+        self.trip_after = trip_after
+        self._failures = 0
+        self._skip_until = 0.0
+        self._last_log = 0.0
+
+    def available(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
+    def succeeded(self) -> None:
+        self._failures = 0
+
+    def failed(self, operation: str, exc: Exception, consequence: str) -> None:
+        now = time.monotonic()
+        self._failures += 1
+        if self._failures >= self.trip_after:
+            self._failures = 0
+            self._skip_until = now + BACKOFF_S
+        if now - self._last_log >= ERROR_LOG_INTERVAL_S:
+            self._last_log = now
+            self.log.warning("%s %s failed (%s: %s); %s; after %d failure(s) in a row it is "
+                             "left alone for %.0f s (logged at most once a minute)", self.what,
+                             operation, type(exc).__name__, exc, consequence, self.trip_after,
+                             BACKOFF_S)
+
+
 class RedisBackend:
     """Pipelined MGET / SET EX over a connection pool, with millisecond timeouts."""
 
     name = "redis"
 
     def __init__(self, url: str, timeout_ms: int) -> None:
-        import redis.asyncio as redis
-
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_ms / 1000,
-            socket_connect_timeout=timeout_ms / 1000,
-            max_connections=64,
-            health_check_interval=30,
-        )
+        self.client = redis_client(url, timeout_ms, "cache")
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         return list(await self.client.mget(keys))
@@ -134,7 +185,7 @@ def open_backend(config: CacheConfig) -> CacheBackend | None:
         return None
     if config.url == "memory":
         return MemoryBackend(config.memory_bytes)
-    if config.url.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis_url(config.url):
         return RedisBackend(config.url, config.timeout_ms)
     raise ValueError(f"AGBENTO_CACHE_URL={config.url!r}: use memory, off or redis://...")
 
@@ -151,8 +202,7 @@ class PredictionCache:
         self.backend = backend
         self.config = config
         self.prefix = f"agbento:{model_tag}:"
-        self._skip_until = 0.0
-        self._last_log = 0.0
+        self.backoff = Backoff(logger, "cache")
 
     @property
     def enabled(self) -> bool:
@@ -209,12 +259,7 @@ class PredictionCache:
         return await self.backend.clear(self.prefix)
 
     def _available(self) -> bool:
-        return time.monotonic() >= self._skip_until
+        return self.backoff.available()
 
     def _failed(self, operation: str, exc: Exception) -> None:
-        now = time.monotonic()
-        self._skip_until = now + BACKOFF_S
-        if now - self._last_log >= ERROR_LOG_INTERVAL_S:
-            self._last_log = now
-            logger.warning("cache %s failed (%s: %s); bypassing it for %.0f s (logged at most "
-                           "once a minute)", operation, type(exc).__name__, exc, BACKOFF_S)
+        self.backoff.failed(operation, exc, "bypassing it")

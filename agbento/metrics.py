@@ -47,6 +47,8 @@ CACHE_LOOKUPS = Counter("agbento_cache_lookups", "Prediction cache lookups, per 
 CACHE_LATENCY = Histogram("agbento_cache_latency_seconds", "Prediction cache time per request",
                           ["operation"],  # lookup | store
                           buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
+RATE_LIMIT_FAIL_OPEN = Counter("agbento_rate_limit_fail_open",
+                               "Requests admitted unchecked: the shared rate limit's Redis failed")
 
 _regression_values: Histogram | None = None
 

@@ -76,6 +76,8 @@ class Settings:
     require_api_keys: bool = False
     rate_limit_rps: int = 0
     rate_limit_burst: int = 50
+    rate_limit_url: str = ""  # "": the cache's Redis if it has one, else local
+    rate_limit_timeout_ms: int = 100
     metrics_auth: bool = False
     allow_version_mismatch: bool = False
     prediction_log_sample: float = 0.0
@@ -92,6 +94,11 @@ class Settings:
         extra_fields = env.get("AGBENTO_EXTRA_FIELDS", cls.extra_fields).strip().lower()
         if extra_fields not in {"ignore", "reject"}:
             raise SettingsError(f"AGBENTO_EXTRA_FIELDS={extra_fields!r}: use ignore or reject")
+        rate_limit_url = env.get("AGBENTO_RATE_LIMIT_URL", "").strip()
+        if rate_limit_url not in ("", "local") and not rate_limit_url.startswith(
+                ("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"AGBENTO_RATE_LIMIT_URL={rate_limit_url!r}: use local or "
+                                "redis://...")
         return cls(
             model=env.get("AGBENTO_MODEL", "").strip() or cls.model,
             max_rows=_int(env, "AGBENTO_MAX_ROWS", cls.max_rows),
@@ -114,6 +121,9 @@ class Settings:
             require_api_keys=_bool(env, "AGBENTO_REQUIRE_API_KEYS", cls.require_api_keys),
             rate_limit_rps=_int(env, "AGBENTO_RATE_LIMIT_RPS", cls.rate_limit_rps, minimum=0),
             rate_limit_burst=_int(env, "AGBENTO_RATE_LIMIT_BURST", cls.rate_limit_burst),
+            rate_limit_url=rate_limit_url,
+            rate_limit_timeout_ms=_int(env, "AGBENTO_RATE_LIMIT_TIMEOUT_MS",
+                                       cls.rate_limit_timeout_ms),
             metrics_auth=_bool(env, "AGBENTO_METRICS_AUTH", cls.metrics_auth),
             allow_version_mismatch=_bool(
                 env, "AGBENTO_ALLOW_VERSION_MISMATCH", cls.allow_version_mismatch

@@ -1,9 +1,10 @@
-"""A real `bentoml serve` subprocess on a free loopback port."""
+"""Real servers for the tests: `bentoml serve`, and redis-server, on free loopback ports."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -101,3 +102,45 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 30) -> int | None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
     return process.returncode
+
+
+class RedisServer:
+    """A real redis-server on a loopback port, which a test may kill (-9) and start again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed: run `make test-deps`"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.2).ping():
+                    return self
+            except redis.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def redis_server(port: int) -> Iterator[RedisServer]:
+    server = RedisServer(port).start()
+    try:
+        yield server
+    finally:
+        server.kill()

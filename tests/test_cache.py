@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +13,7 @@ import pytest
 from agbento.cache import CacheConfig, MemoryBackend, PredictionCache
 from agbento.schema import FeatureSchema
 from tests.conftest import ApiKeys
-from tests.servers import BentoServer, free_port, start_server
+from tests.servers import BentoServer, free_port, redis_server, start_server
 from tests.test_bad_input import GOOD
 from tests.tiny_models import TinyModels
 
@@ -84,48 +80,6 @@ def test_a_hanging_cache_costs_at_most_its_timeout() -> None:
 
 
 # -- a real redis-server -------------------------------------------------------------------
-
-
-class RedisServer:
-    """A real redis-server on a loopback port, which a test may kill (-9) and start again."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed: run `make test-deps`"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if redis.Redis(port=self.port, socket_timeout=0.2).ping():
-                    return self
-            except redis.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@contextlib.contextmanager
-def redis_server(port: int) -> Iterator[RedisServer]:
-    server = RedisServer(port).start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def lookups(server: BentoServer) -> dict[str, float]:
