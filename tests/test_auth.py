@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from agbento.access import AccessGate
 from agbento.auth import ApiKey, ApiKeyRing, digest, expiry_instant, load_keys, new_key
 from agbento.errors import ApiError
+from agbento.ratelimit import RateLimitConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +111,7 @@ def test_gate_answers_a_refused_key_401_in_our_shape(tmp_path: Path) -> None:
     write(path, [entry(good), entry(broken, expires_at="2027-06-30T25:00")])
     app = Starlette(routes=[Route("/predict", lambda _r: PlainTextResponse("ok"),
                                   methods=["POST"])])
-    client = TestClient(AccessGate(app, str(path), rate_limit_rps=0, rate_limit_burst=1,
+    client = TestClient(AccessGate(app, str(path), RateLimitConfig(rps=0, burst=1),
                                    metrics_auth=False))
     assert client.post("/predict", headers={"X-API-Key": good}).status_code == 200
     refused = client.post("/predict", headers={"X-API-Key": broken})
