@@ -135,6 +135,21 @@ def json_value_count(raw: bytes, limit: int) -> int:
     return count
 
 
+# Every byte a JSON number literal can hold becomes "0", every other byte " ".
+_NUMBER_BYTES = bytes(
+    0x30 if chr(b) in "0123456789+-.eE" else 0x20 for b in range(256)
+)
+
+
+def _may_hold_long_number(raw: bytes, limit: int) -> bool:
+    """False when no run of number characters is longer than `limit`: no literal can be.
+
+    A C-speed look at the bytes, so the per-number hooks (a Python call for each of
+    thousands of numbers) run only for bodies that may need them.
+    """
+    return b"0" * (limit + 1) in raw.translate(_NUMBER_BYTES)
+
+
 class _BoundedJson:
     """json.loads hooks that check names, field counts and number literals as they parse."""
 
@@ -177,13 +192,12 @@ def parse_json(raw: bytes, bounds: TableBounds) -> Any:
             raise _too_deep()
         bounds.check_cells(values, "JSON values")
     hooks = _BoundedJson(bounds)
+    numbers: dict[str, Any] = {}
+    if _may_hold_long_number(raw, bounds.max_number_chars):
+        numbers = {"parse_int": hooks.integer, "parse_float": hooks.real}
     try:
         return json.loads(
-            raw,
-            object_pairs_hook=hooks.object,
-            parse_constant=_reject_constant,
-            parse_int=hooks.integer,
-            parse_float=hooks.real,
+            raw, object_pairs_hook=hooks.object, parse_constant=_reject_constant, **numbers
         )
     except json.JSONDecodeError as exc:
         raise ApiError(

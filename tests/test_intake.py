@@ -73,6 +73,8 @@ def test_number_literals_up_to_the_bound_parse() -> None:
     assert body.records[0]["year"] == int("9" * BOUNDS.max_number_chars)
     longer = b'{"data": [{"year": 0.' + b"5" * BOUNDS.max_number_chars + b"}]}"
     assert refused(JSON, longer).code == "number_too_long"
+    digits_in_a_string = json.dumps({"data": [{"note": "1" * 5_000, "year": 2008}]}).encode()
+    assert read_prediction_body(JSON, digits_in_a_string, BOUNDS).records[0]["year"] == 2008
 
 
 @pytest.mark.parametrize(
