@@ -299,6 +299,7 @@ def records_from_csv(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]]:
     reader = csv.reader(lines)
     try:
         header = _csv_header(next(reader, None), bounds)
+        lines.record_done()
         records: list[dict[str, Any]] = []
         width = len(header)
         per_row_key_bytes = json_key_bytes(1, header)
@@ -418,13 +419,14 @@ def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
         raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
     names = [name for name in schema.names if name not in index_columns]
-    nested = [field.name for field in schema if _is_nested(field.type)]
+    nested = [field for field in schema if _is_nested(field.type)]
     if nested:
         raise ApiError(
             400, "invalid_parquet",
-            f"column {_short(nested[0])} is nested ({schema.field(nested[0]).type}); "
-            "send flat columns",
+            f"column {_short(nested[0].name)} is nested ({nested[0].type}); send flat columns",
         )
+    if len(set(names)) != len(names):
+        raise ApiError(400, "invalid_parquet", "the Parquet body repeats a column name")
     bounds.check_field_count(metadata.num_columns, "the Parquet body")
     groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
     rows = max(metadata.num_rows, sum(group.num_rows for group in groups))

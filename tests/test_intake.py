@@ -108,6 +108,9 @@ def test_number_literals_up_to_the_bound_parse() -> None:
         (PARQUET, hostile.parquet_bytes(pa.table({"island": ["x" * 500_000]})), 413,
          "decoded_too_large"),
         (PARQUET, b"PAR1" + b"\0" * 100 + b"PAR1", 400, "invalid_parquet"),
+        (PARQUET, hostile.parquet_bytes(pa.Table.from_arrays([pa.array([1]), pa.array([2])],
+                                                             names=["year", "year"])),
+         400, "invalid_parquet"),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
 )
