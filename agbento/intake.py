@@ -409,8 +409,14 @@ def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]
     is read, then it is read row group by row group, each checked again as it decodes."""
     import pyarrow.parquet as pq
 
+    # the footer's own lists (row groups, columns, key-value pairs) and strings, bounded
+    # while the footer itself is decoded
+    footer_limits = {
+        "thrift_container_size_limit": max(bounds.max_rows, bounds.max_columns) + 16,
+        "thrift_string_size_limit": bounds.max_decoded_bytes,
+    }
     try:
-        footer = pq.ParquetFile(io.BytesIO(raw))
+        footer = pq.ParquetFile(io.BytesIO(raw), **footer_limits)
         metadata, schema = footer.metadata, footer.schema_arrow
         index_columns = {
             name for name in ((schema.pandas_metadata or {}).get("index_columns") or [])
@@ -428,6 +434,10 @@ def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]
     if len(set(names)) != len(names):
         raise ApiError(400, "invalid_parquet", "the Parquet body repeats a column name")
     bounds.check_field_count(metadata.num_columns, "the Parquet body")
+    if metadata.num_row_groups > bounds.max_rows:  # only empty groups could be that many
+        raise ApiError(400, "invalid_parquet",
+                       f"the Parquet body has {metadata.num_row_groups} row groups, more than "
+                       f"the {bounds.max_rows} rows a request may hold")
     groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
     rows = max(metadata.num_rows, sum(group.num_rows for group in groups))
     encoded = sum(group.total_byte_size for group in groups)
@@ -435,6 +445,7 @@ def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]
     try:
         parquet = pq.ParquetFile(
             io.BytesIO(raw),
+            **footer_limits,
             # strings stay dictionary-encoded until their expanded size has been checked
             read_dictionary=[f.name for f in schema if _is_bytes(f.type)],
         )

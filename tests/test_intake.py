@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401 - pa.parquet
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -126,6 +127,17 @@ def test_parquet_is_read_row_group_by_row_group_under_the_bound() -> None:
     table = pa.Table.from_pylist(rows)
     body = read_prediction_body(PARQUET, hostile.parquet_bytes(table, row_group_size=7), BOUNDS)
     assert body.records == rows
+
+
+@pytest.mark.parametrize("groups", [MAX_ROWS + 1, 2_000])  # after / while the footer decodes
+def test_parquet_row_groups_are_bounded(groups: int) -> None:
+    empty_groups = io.BytesIO()
+    table = pa.table({"year": pa.array([], pa.int64())})
+    with pa.parquet.ParquetWriter(empty_groups, table.schema) as writer:
+        for _ in range(groups):
+            writer.write_table(table)
+    error = refused(PARQUET, empty_groups.getvalue())
+    assert (error.status, error.code) == (400, "invalid_parquet"), error.message
 
 
 def test_wide_models_widen_the_column_and_name_bounds() -> None:
