@@ -411,8 +411,9 @@ def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]
 
     # the footer's own lists (row groups, columns, key-value pairs) and strings, bounded
     # while the footer itself is decoded
+    longest_list = 4 * max(bounds.max_rows, bounds.max_columns) + 16
     footer_limits = {
-        "thrift_container_size_limit": max(bounds.max_rows, bounds.max_columns) + 16,
+        "thrift_container_size_limit": longest_list,
         "thrift_string_size_limit": bounds.max_decoded_bytes,
     }
     try:
@@ -422,6 +423,14 @@ def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]
             name for name in ((schema.pandas_metadata or {}).get("index_columns") or [])
             if isinstance(name, str)
         }
+    except OSError as exc:
+        if "Exceeded size limit" in str(exc):
+            raise ApiError(
+                413, "too_many_columns",
+                f"the Parquet footer holds a list (columns, row groups or metadata) longer "
+                f"than {longest_list}, or a string longer than {bounds.max_decoded_bytes} bytes",
+            ) from None
+        raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
         raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
     names = [name for name in schema.names if name not in index_columns]

@@ -129,15 +129,17 @@ def test_parquet_is_read_row_group_by_row_group_under_the_bound() -> None:
     assert body.records == rows
 
 
-@pytest.mark.parametrize("groups", [MAX_ROWS + 1, 2_000])  # after / while the footer decodes
-def test_parquet_row_groups_are_bounded(groups: int) -> None:
+@pytest.mark.parametrize(("groups", "status", "code"), [  # after / while the footer decodes
+    (MAX_ROWS + 1, 400, "invalid_parquet"), (5_000, 413, "too_many_columns"),
+])
+def test_parquet_row_groups_are_bounded(groups: int, status: int, code: str) -> None:
     empty_groups = io.BytesIO()
     table = pa.table({"year": pa.array([], pa.int64())})
     with pa.parquet.ParquetWriter(empty_groups, table.schema) as writer:
         for _ in range(groups):
             writer.write_table(table)
     error = refused(PARQUET, empty_groups.getvalue())
-    assert (error.status, error.code) == (400, "invalid_parquet"), error.message
+    assert (error.status, error.code) == (status, code), error.message
 
 
 def test_wide_models_widen_the_column_and_name_bounds() -> None:
