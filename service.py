@@ -319,4 +319,6 @@ AgBento.add_asgi_middleware(
     paths=PREDICTION_PATHS,
     max_body_bytes=settings.max_body_bytes,
     max_rows=settings.max_rows,
+    max_cells=settings.max_cells,
+    feature_names=card.schema.names,
 )

@@ -7,16 +7,19 @@ JSON or wrong shape, 413 too large, 415 unsupported content type).
 
 `PredictionIntake` is the ASGI middleware that applies it before BentoML parses the body:
 BentoML's own parser then only ever sees canonical JSON, so every rejection has our error
-shape, and an oversized body is refused before it is read into memory.
+shape, and an oversized body is refused before it is read into memory. What a body decodes
+to is bounded too, before it is decoded (`agbento.bounds`).
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
 import io
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,12 +28,8 @@ from urllib.parse import parse_qs
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agbento.contract import (
-    ON_ERROR_CHOICES,
-    json_response,
-    request_id_from,
-    too_many_rows,
-)
+from agbento.bounds import TableBounds, json_key_bytes
+from agbento.contract import ON_ERROR_CHOICES, json_response, request_id_from
 from agbento.errors import ApiError
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
@@ -71,21 +70,21 @@ def media_type(content_type: str | None) -> str:
 
 
 def read_prediction_body(
-    content_type: str | None, raw: bytes, max_rows: int, on_error: str | None = None
+    content_type: str | None, raw: bytes, bounds: TableBounds, on_error: str | None = None
 ) -> PredictionBody:
     """Any supported body -> canonical records; `on_error` comes from the query for files."""
     kind = media_type(content_type)
     if kind in JSON_TYPES or kind.endswith("+json"):
-        document = parse_json(raw)
-        body = body_from_json(document)
+        document = parse_json(raw, bounds)
+        body = body_from_json(document, bounds)
         if on_error is not None:
             body.on_error = on_error
         if canonical(document, raw) and body.on_error == document.get("on_error", "fail"):
             body.raw = raw
     elif kind in CSV_TYPES:
-        body = PredictionBody(records_from_csv(raw), on_error or "fail")
+        body = PredictionBody(records_from_csv(raw, bounds), on_error or "fail")
     elif kind in PARQUET_TYPES:
-        body = PredictionBody(records_from_parquet(raw), on_error or "fail")
+        body = PredictionBody(records_from_parquet(raw, bounds), on_error or "fail")
     else:
         raise ApiError(
             415,
@@ -99,32 +98,106 @@ def read_prediction_body(
         )
     if not body.records:
         raise ApiError(400, "empty_data", "the request has no rows")
-    if len(body.records) > max_rows:
-        raise too_many_rows(len(body.records), max_rows)
+    bounds.check_rows(len(body.records))
     return body
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ApiError(400, "invalid_json", f"duplicate key {key!r} in a JSON object")
-        result[key] = value
-    return result
 
 
 def _reject_constant(name: str) -> Any:
     raise ApiError(400, "invalid_json", f"{name} is not valid JSON; send null or a number")
 
 
-def parse_json(raw: bytes) -> Any:
+# Bytes a JSON value count looks at per step (numpy), so the count costs little memory.
+_COUNT_CHUNK_BYTES = 1 << 20
+
+
+def json_value_count(raw: bytes, limit: int) -> int:
+    """At most how many values (scalars and containers) `raw` holds: a count, not a parse.
+
+    Every value but the first follows a comma or opens a container, so commas + brackets
+    + 1 bounds it. Those inside strings do not count: only when the quick count exceeds
+    `limit` are they taken out, by quote parity (exact unless a string holds an escaped
+    quote; then the quick count stands, an over-count).
+    """
+    count = raw.count(b",") + raw.count(b"[") + raw.count(b"{") + 1
+    if count <= limit or b'\\"' in raw:
+        return count
+    import numpy as np
+
+    data = np.frombuffer(raw, dtype=np.uint8)
+    count, in_string = 1, 0
+    for start in range(0, len(data), _COUNT_CHUNK_BYTES):
+        chunk = data[start:start + _COUNT_CHUNK_BYTES]
+        # uint8 wraps at 256, an even number: the running parity of quotes survives
+        inside = (np.cumsum(chunk == 0x22, dtype=np.uint8) + in_string) & 1
+        structural = (chunk == 0x2C) | (chunk == 0x5B) | (chunk == 0x7B)
+        count += int(np.count_nonzero(structural & (inside == 0)))
+        in_string = int(inside[-1])
+    return count
+
+
+# Every byte a JSON number literal can hold becomes "0", every other byte " ".
+_NUMBER_BYTES = bytes(
+    0x30 if chr(b) in "0123456789+-.eE" else 0x20 for b in range(256)
+)
+
+
+def _may_hold_long_number(raw: bytes, limit: int) -> bool:
+    """False when no run of number characters is longer than `limit`: no literal can be.
+
+    A C-speed look at the bytes, so the per-number hooks (a Python call for each of
+    thousands of numbers) run only for bodies that may need them.
+    """
+    return b"0" * (limit + 1) in raw.translate(_NUMBER_BYTES)
+
+
+class _BoundedJson:
+    """json.loads hooks that check names, field counts and number literals as they parse."""
+
+    def __init__(self, bounds: TableBounds) -> None:
+        self.bounds = bounds
+
+    def object(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        self.bounds.check_field_count(len(pairs), "a JSON object")
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise ApiError(400, "invalid_json", f"duplicate key {key!r} in a JSON object")
+            self.bounds.check_name(key, "a JSON object")
+            result[key] = value
+        return result
+
+    def integer(self, literal: str) -> int:
+        self.bounds.check_number(literal)
+        return int(literal)
+
+    def real(self, literal: str) -> float:
+        self.bounds.check_number(literal)
+        return float(literal)
+
+
+# Python's parser gives up at about this depth (the interpreter's recursion limit).
+_TOO_DEEP = re.compile(rb"[\[{](?:\s*[\[{]){1000}")
+
+
+def _too_deep() -> ApiError:
+    return ApiError(400, "invalid_json", "the JSON is nested too deeply")
+
+
+def parse_json(raw: bytes, bounds: TableBounds) -> Any:
     if not raw.strip():
         raise ApiError(400, "invalid_json", "the body is empty; send {\"data\": [rows]}")
+    values = json_value_count(raw, bounds.max_cells)
+    if values > bounds.max_cells:
+        if _TOO_DEEP.search(raw):  # say what is wrong first: it would never parse
+            raise _too_deep()
+        bounds.check_cells(values, "JSON values")
+    hooks = _BoundedJson(bounds)
+    numbers: dict[str, Any] = {}
+    if _may_hold_long_number(raw, bounds.max_number_chars):
+        numbers = {"parse_int": hooks.integer, "parse_float": hooks.real}
     try:
         return json.loads(
-            raw,
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_reject_constant,
+            raw, object_pairs_hook=hooks.object, parse_constant=_reject_constant, **numbers
         )
     except json.JSONDecodeError as exc:
         raise ApiError(
@@ -134,7 +207,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
     except RecursionError:
-        raise ApiError(400, "invalid_json", "the JSON is nested too deeply") from None
+        raise _too_deep() from None
 
 
 def canonical(document: Any, raw: bytes) -> bool:
@@ -152,7 +225,7 @@ def canonical(document: Any, raw: bytes) -> bool:
     )
 
 
-def body_from_json(document: Any) -> PredictionBody:
+def body_from_json(document: Any, bounds: TableBounds) -> PredictionBody:
     if not isinstance(document, dict):
         raise ApiError(
             400, "bad_request", 'the body must be a JSON object such as {"data": [rows]}'
@@ -172,7 +245,7 @@ def body_from_json(document: Any) -> PredictionBody:
         )
     on_error = document.get("on_error", "fail")
     if given[0] == "dataframe_split":
-        records = records_from_split(document["dataframe_split"])
+        records = records_from_split(document["dataframe_split"], bounds)
     else:
         records = document[given[0]]
         if not isinstance(records, list):
@@ -180,7 +253,7 @@ def body_from_json(document: Any) -> PredictionBody:
     return PredictionBody(records, on_error)
 
 
-def records_from_split(split: Any) -> list[dict[str, Any]]:
+def records_from_split(split: Any, bounds: TableBounds) -> list[dict[str, Any]]:
     """MLflow's column-oriented form: {"columns": [...], "data": [[...], ...]}."""
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
         raise ApiError(
@@ -191,6 +264,11 @@ def records_from_split(split: Any) -> list[dict[str, Any]]:
         raise ApiError(400, "bad_request", "`dataframe_split.columns` must be distinct strings")
     if not isinstance(rows, list):
         raise ApiError(400, "bad_request", "`dataframe_split.data` must be a list of rows")
+    bounds.check_field_count(len(columns), "`dataframe_split.columns`")
+    bounds.check_names(columns, "`dataframe_split.columns`")
+    bounds.check_rows(len(rows))
+    # the canonical form repeats every column name on every row
+    bounds.check_decoded_bytes(json_key_bytes(len(rows), columns), "`dataframe_split`")
     problems = [
         {"row": i, "field": None, "problem": f"expected a list of {len(columns)} values"}
         for i, row in enumerate(rows)
@@ -203,31 +281,216 @@ def records_from_split(split: Any) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def records_from_csv(raw: bytes) -> list[dict[str, Any]]:
-    """CSV with a header row. Values stay text; the schema parses numbers, dates, booleans."""
-    import pandas as pd
+# What pandas.read_csv reads as missing by default (pandas' STR_NA_VALUES): the same CSV
+# answered the same before and after the move to a streaming reader.
+CSV_MISSING = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
 
+
+def records_from_csv(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]]:
+    """CSV with a header row. Values stay text; the schema parses numbers, dates, booleans.
+
+    Streamed with the csv module: rows, columns and record length are counted as it reads,
+    so a body that would decode to too much stops at the first record over a bound.
+    """
+    lines = _CsvLines(raw, bounds)
+    reader = csv.reader(lines)
     try:
-        frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=True)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_csv", f"cannot read the CSV body: {exc}") from None
-    if frame.columns.duplicated().any():
+        header = _csv_header(next(reader, None), bounds)
+        lines.record_done()
+        records: list[dict[str, Any]] = []
+        width = len(header)
+        per_row_key_bytes = json_key_bytes(1, header)
+        for fields in reader:
+            lines.record_done()
+            if not fields:  # a blank line, as pandas skips it
+                continue
+            if len(fields) > width:
+                raise ApiError(
+                    400, "invalid_csv",
+                    f"line {reader.line_num}: {len(fields)} fields, the header has {width}",
+                )
+            bounds.check_rows(len(records) + 1)
+            bounds.check_cells((len(records) + 1) * width, "CSV values")
+            bounds.check_decoded_bytes(
+                len(raw) + (len(records) + 1) * per_row_key_bytes, "the CSV body"
+            )
+            records.append({
+                name: value for name, value in zip(header, fields, strict=False)
+                if value not in CSV_MISSING
+            })
+    except csv.Error as exc:
+        raise ApiError(
+            400, "invalid_csv", f"cannot read the CSV body: line {reader.line_num}: {exc}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_csv", "the CSV body is not UTF-8 text") from None
+    return records
+
+
+class _CsvLines:
+    """Text lines for csv.reader; a record (one or more lines) is bounded as it grows."""
+
+    def __init__(self, raw: bytes, bounds: TableBounds) -> None:
+        self._lines = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")
+        self._bounds = bounds
+        self._record_chars = 0
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._lines.readline(self._bounds.max_line_chars + 1)
+        if not line:
+            raise StopIteration
+        self._record_chars += len(line)
+        if self._record_chars > self._bounds.max_line_chars:
+            raise ApiError(
+                400,
+                "line_too_long",
+                f"a CSV record is longer than the limit of {self._bounds.max_line_chars} "
+                "characters",
+            )
+        return line
+
+    def record_done(self) -> None:
+        self._record_chars = 0
+
+
+def _csv_header(fields: list[str] | None, bounds: TableBounds) -> list[str]:
+    if not fields:
+        raise ApiError(400, "invalid_csv", "the CSV body has no header row")
+    bounds.check_field_count(len(fields), "the CSV header")
+    bounds.check_names(fields, "the CSV header")
+    header = [name or f"Unnamed: {i}" for i, name in enumerate(fields)]
+    if len(set(header)) != len(header):
         raise ApiError(400, "invalid_csv", "the CSV header repeats a column name")
-    return [
-        {k: v for k, v in row.items() if isinstance(v, str)} for row in frame.to_dict("records")
-    ]
+    return header
 
 
-def records_from_parquet(raw: bytes) -> list[dict[str, Any]]:
-    import pandas as pd
+def _is_nested(kind: Any) -> bool:
+    import pyarrow as pa
 
+    return bool(
+        pa.types.is_nested(kind)
+        or (pa.types.is_dictionary(kind) and pa.types.is_nested(kind.value_type))
+    )
+
+
+def _is_bytes(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+    )
+
+
+def _decoded_bytes(column: Any) -> int:
+    """Bytes a column takes once every value is its own (dictionaries expanded)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 0
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type) and _is_bytes(chunk.type.value_type):
+            lengths = pc.binary_length(chunk.dictionary)
+            expanded = pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
+            total += expanded + chunk.indices.nbytes
+        else:
+            total += chunk.nbytes
+    return total
+
+
+def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]]:
+    """Rows of a Parquet body: its footer is checked against the bounds before any column
+    is read, then it is read row group by row group, each checked again as it decodes."""
+    import pyarrow.parquet as pq
+
+    # the footer's own lists (row groups, columns, key-value pairs) and strings, bounded
+    # while the footer itself is decoded
+    longest_list = 4 * max(bounds.max_rows, bounds.max_columns) + 16
+    footer_limits = {
+        "thrift_container_size_limit": longest_list,
+        "thrift_string_size_limit": bounds.max_decoded_bytes,
+    }
     try:
-        frame = pd.read_parquet(io.BytesIO(raw))
+        footer = pq.ParquetFile(io.BytesIO(raw), **footer_limits)
+        metadata, schema = footer.metadata, footer.schema_arrow
+        index_columns = {
+            name for name in ((schema.pandas_metadata or {}).get("index_columns") or [])
+            if isinstance(name, str)
+        }
+    except OSError as exc:
+        if "Exceeded size limit" in str(exc):
+            raise ApiError(
+                413, "too_many_columns",
+                f"the Parquet footer holds a list (columns, row groups or metadata) longer "
+                f"than {longest_list}, or a string longer than {bounds.max_decoded_bytes} bytes",
+            ) from None
+        raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
         raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
-    return [
-        {str(k): json_value(v) for k, v in row.items()} for row in frame.to_dict("records")
-    ]
+    names = [name for name in schema.names if name not in index_columns]
+    nested = [field for field in schema if _is_nested(field.type)]
+    if nested:
+        raise ApiError(
+            400, "invalid_parquet",
+            f"column {_short(nested[0].name)} is nested ({nested[0].type}); send flat columns",
+        )
+    if len(set(names)) != len(names):
+        raise ApiError(400, "invalid_parquet", "the Parquet body repeats a column name")
+    bounds.check_field_count(metadata.num_columns, "the Parquet body")
+    if metadata.num_row_groups > bounds.max_rows:  # only empty groups could be that many
+        raise ApiError(400, "invalid_parquet",
+                       f"the Parquet body has {metadata.num_row_groups} row groups, more than "
+                       f"the {bounds.max_rows} rows a request may hold")
+    groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
+    rows = max(metadata.num_rows, sum(group.num_rows for group in groups))
+    encoded = sum(group.total_byte_size for group in groups)
+    bounds.check_table(rows, names, encoded, "the Parquet body")
+    try:
+        parquet = pq.ParquetFile(
+            io.BytesIO(raw),
+            **footer_limits,
+            # strings stay dictionary-encoded until their expanded size has been checked
+            read_dictionary=[f.name for f in schema if _is_bytes(f.type)],
+        )
+        records: list[dict[str, Any]] = []
+        decoded = json_key_bytes(rows, names)
+        for index in range(parquet.num_row_groups):
+            table = parquet.read_row_group(index, columns=names)
+            bounds.check_rows(len(records) + table.num_rows)
+            decoded += sum(_decoded_bytes(column) for column in table.columns)
+            bounds.check_decoded_bytes(decoded, "the Parquet body")
+            columns = [_column_values(column) for column in table.columns]
+            records.extend(
+                dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)
+            )
+    except ApiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
+        raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
+    return records
+
+
+def _column_values(column: Any) -> list[Any]:
+    """A column as JSON values, through pandas as before (pyarrow's to_pylist is slower)."""
+    import pyarrow as pa
+
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    values = column.to_pandas().tolist()
+    plain = (pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_string(kind)
+             or pa.types.is_large_string(kind))
+    if plain and column.null_count == 0:  # already JSON values: skip the per-value call
+        return values
+    return [json_value(value) for value in values]
+
+
+def _short(name: str) -> str:
+    return repr(name if len(name) <= 40 else name[:37] + "...")
 
 
 def json_value(value: Any) -> Any:
@@ -271,12 +534,20 @@ class PredictionIntake:
     """ASGI middleware for the prediction routes: limits, parsing, one body shape."""
 
     def __init__(
-        self, app: ASGIApp, paths: Iterable[str], max_body_bytes: int, max_rows: int
+        self,
+        app: ASGIApp,
+        paths: Iterable[str],
+        max_body_bytes: int,
+        max_rows: int,
+        max_cells: int | None = None,
+        feature_names: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.paths = frozenset(paths)
         self.max_body_bytes = max_body_bytes
-        self.max_rows = max_rows
+        self.bounds = TableBounds.for_service(
+            max_rows, max_body_bytes, max_cells, list(feature_names)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths or scope["method"] != "POST":
@@ -289,7 +560,7 @@ class PredictionIntake:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             on_error = query.get("on_error", [None])[-1]
             body = read_prediction_body(
-                headers.get("content-type"), raw, self.max_rows, on_error
+                headers.get("content-type"), raw, self.bounds, on_error
             ).to_json()
         except ApiError as error:
             response = json_response(error.body(request_id), error.status, request_id)

@@ -58,6 +58,8 @@ class Settings:
     model: str = f"{DEMO_MODEL_NAME}:latest"
     max_rows: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024
+    # values (cells) per request; unset, 100 per allowed row
+    max_cells: int = 1_000_000
     extra_fields: str = "ignore"
     max_inflight: int = 512
     max_batch_size: int = 1_000
@@ -103,6 +105,8 @@ class Settings:
             model=env.get("AGBENTO_MODEL", "").strip() or cls.model,
             max_rows=_int(env, "AGBENTO_MAX_ROWS", cls.max_rows),
             max_body_bytes=_int(env, "AGBENTO_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_cells=_int(env, "AGBENTO_MAX_CELLS",
+                           100 * _int(env, "AGBENTO_MAX_ROWS", cls.max_rows)),
             extra_fields=extra_fields,
             max_inflight=_int(env, "AGBENTO_MAX_INFLIGHT", cls.max_inflight),
             max_batch_size=_int(env, "AGBENTO_MAX_BATCH_SIZE", cls.max_batch_size),

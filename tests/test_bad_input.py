@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import hostile
 from tests.conftest import MAX_BODY_BYTES, MAX_ROWS
 from tests.servers import BentoServer
 
@@ -111,6 +112,40 @@ CASES: list[tuple[str, str, bytes, int, str, tuple[int, str | None] | None]] = [
     ("csv bad number", "text/csv", b"island,year\nDream,later\n", 422, "invalid_rows",
      (0, "year")),
     ("garbage parquet", "application/vnd.apache.parquet", b"PAR1 not really", 400,
+     "invalid_parquet", None),
+    # issue 12: small bodies that decode to a lot, refused before they are decoded
+    ("parquet of 20M rows", hostile.PARQUET, hostile.parquet_of_rows(20_000_000), 413,
+     "too_many_rows", None),
+    ("json number of 50,000 digits", JSON, hostile.json_number(50_000), 400, "number_too_long",
+     None),
+    ("json float of 5,000 digits", JSON, b'{"data": [{"year": 0.' + b"1" * 5_000 + b"}]}", 400,
+     "number_too_long", None),
+    ("field name of 900 KB", JSON, hostile.json_field_name(900_000), 400,
+     "field_name_too_long", None),
+    ("2,000 keys in a row", JSON, hostile.json_keys_per_row(2_000), 413, "too_many_columns",
+     None),
+    ("330,000 empty rows", JSON, hostile.json_empty_rows(MAX_BODY_BYTES - 100), 413,
+     "too_many_values", None),
+    ("330,000 empty split rows", JSON, hostile.json_empty_lists(MAX_BODY_BYTES - 100), 413,
+     "too_many_values", None),
+    ("split column name too long", JSON,
+     json.dumps({"dataframe_split": {"columns": ["k" * 1_000], "data": [[1]]}}).encode(), 400,
+     "field_name_too_long", None),
+    ("csv of too many rows", "text/csv", hostile.csv_of_rows(50_000), 413, "too_many_rows",
+     None),
+    ("csv of 5,000 columns", "text/csv", hostile.csv_of_columns(5_000), 413,
+     "too_many_columns", None),
+    ("csv header name too long", "text/csv", hostile.csv_field_name(1_000), 400,
+     "field_name_too_long", None),
+    ("csv row wider than its header", "text/csv", b"island\nDream," + b"1," * 400_000 + b"\n",
+     400, "invalid_csv", None),
+    ("parquet of long repeated strings", hostile.PARQUET,
+     hostile.parquet_of_long_strings(MAX_ROWS, 100_000), 413, "decoded_too_large", None),
+    ("parquet of 1,500 columns", hostile.PARQUET, hostile.parquet_of_columns(1_500), 413,
+     "too_many_columns", None),
+    ("parquet column name too long", hostile.PARQUET,
+     hostile.parquet_with_column_name("k" * 1_000), 400, "field_name_too_long", None),
+    ("parquet nested column", hostile.PARQUET, hostile.parquet_of_lists(10, 1_000), 400,
      "invalid_parquet", None),
 ]
 

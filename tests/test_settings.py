@@ -28,3 +28,11 @@ def test_values_are_parsed() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match=next(iter(env))):
         Settings.from_env(env)
+
+
+def test_max_cells_follows_max_rows_unless_set() -> None:
+    assert Settings.from_env({}).max_cells == 100 * 10_000
+    assert Settings.from_env({"AGBENTO_MAX_ROWS": "50"}).max_cells == 5_000
+    assert Settings.from_env({"AGBENTO_MAX_ROWS": "50", "AGBENTO_MAX_CELLS": "7"}).max_cells == 7
+    with pytest.raises(SettingsError, match="AGBENTO_MAX_CELLS"):
+        Settings.from_env({"AGBENTO_MAX_CELLS": "0"})
