@@ -36,6 +36,16 @@ class BentoServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_lines_with(self, needle: str, timeout_s: float = 10) -> list[str]:
+        """The log lines holding `needle`, waiting for the first (a request's log line is
+        written after its answer is sent, so it may trail the answer)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = [line for line in self.log().splitlines() if needle in line]
+            if lines or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
 
 def private_home() -> Path:
     """A BentoML home of its own that shares the session's model store.

@@ -214,7 +214,7 @@ def test_every_rejection_is_one_log_line_with_request_id(multiclass_server: Bent
             headers={"content-type": JSON, "x-request-id": request_id},
         )
         assert response.status_code in (400, 422)
-        lines = [line for line in multiclass_server.log().splitlines() if request_id in line]
+        lines = multiclass_server.log_lines_with(request_id)
         assert len(lines) == 1, lines
         logged = json.loads(lines[0])
         assert logged["request_id"] == request_id
