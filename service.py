@@ -270,12 +270,19 @@ class AgBento:
     async def _call_model(self, rows: list[list[Any]]) -> ScoredRequest:
         payload = [encode_rows(rows)]
         try:
-            try:
-                (answer,) = await self.scorer.to_async.score(payload)
-            except aiohttp.ClientConnectionError:
-                # BentoML's client may close a pooled connection under a request in flight
-                # (BENTOML-NOTES.md); scoring is idempotent, so one retry is safe
-                (answer,) = await self.scorer.to_async.score(payload)
+            # a crashed model worker is restarted, and until it accepts, calls wait in its
+            # socket's backlog: bound that wait rather than stall every client with it
+            async with asyncio.timeout(settings.model_wait_s):
+                try:
+                    (answer,) = await self.scorer.to_async.score(payload)
+                except aiohttp.ClientConnectionError:
+                    # BentoML's client may close a pooled connection under a request in
+                    # flight (BENTOML-NOTES.md); scoring is idempotent, so one retry is safe
+                    (answer,) = await self.scorer.to_async.score(payload)
+        except TimeoutError:
+            raise ApiError(503, "model_unavailable",
+                           f"the model service did not answer within {settings.model_wait_s} s "
+                           "(AGBENTO_MODEL_WAIT_S); retry later", retry_after_s=1) from None
         except aiohttp.ClientConnectionError as exc:
             # the model service is gone (restarting, shutting down): transient, say so
             raise ApiError(503, "model_unavailable",
