@@ -156,6 +156,10 @@ info_routes = Starlette(
     traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
     tracing={"excluded_urls": [".*"]},
+    # BentoML's own probe of the model in /readyz raises when the model does not answer
+    # in 5 s, and that request then holds shutdown for the request timeout: __is_ready__
+    # (below) asks instead (agbento/shutdown.py has the story)
+    runner_probe={"enabled": False},
 )
 class AgBento:
     model = stored_model
@@ -194,11 +198,16 @@ class AgBento:
         """Class probabilities for `data` (classification models only)."""
         return await self._respond(data, ctx, on_error, probabilities_only=True)
 
-    async def health(self) -> dict[str, Any]:
+    async def __is_ready__(self) -> bool:
+        """/readyz: the model service answers its own /readyz within 5 s."""
         try:
-            loaded = await self.scorer.is_ready(5)
-        except Exception:  # noqa: BLE001 - any failure to reach the model means not loaded
-            loaded = False
+            async with asyncio.timeout(5):
+                return await self.scorer.is_ready(5)
+        except Exception:  # noqa: BLE001 - any failure to reach the model means not ready
+            return False
+
+    async def health(self) -> dict[str, Any]:
+        loaded = await self.__is_ready__()
         return {
             "status": "healthy" if loaded else "unhealthy",
             "model_loaded": loaded,

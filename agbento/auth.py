@@ -74,7 +74,8 @@ class ApiKey:
 def read_keys(path: Path) -> dict[str, ApiKey]:
     if not path.exists():
         return {}
-    data = json.loads(path.read_text() or "{}")
+    # no `or "{}"`: an empty file is one being rewritten in place, not "no keys"
+    data = json.loads(path.read_text())
     keys = [ApiKey.from_dict(item) for item in data.get("keys", [])]
     return {key.id: key for key in keys}
 
@@ -108,6 +109,12 @@ class ApiKeyRing:
         else:
             stamp = (stat.st_mtime, stat.st_size)
         if stamp == self._stamp and self._stamp is not None:
+            return
+        if stamp is None and self._stamp is not None:
+            # an editor that moves the old file away before writing the new one: keep the
+            # keys (to revoke every key, write an empty list)
+            logger.error("AGBENTO_API_KEYS_FILE %s is gone; keeping %d known keys",
+                         self.path, len(self.keys))
             return
         try:
             self.keys = read_keys(self.path)

@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     parser.add_argument("--name", help="report file name (default: soak, or soak-<N>min)")
     parser.add_argument("--machine-note", default="other jobs ran on the same cores "
-                        "during the run, so latency figures are noisy",
+                        "during the run, so latency figures are noisy.",
                         help="what else ran on the machine (goes into the report)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
