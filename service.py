@@ -75,6 +75,9 @@ cache_config = CacheConfig(
     memory_bytes=settings.cache_memory_mb * 1024 * 1024,
 )
 PREDICTION_PATHS = ("/predict", "/predict_proba")
+# The model service went away under a call (killed, restarting, shutting down): before it
+# answered, or after its headers and before the whole body (a payload error).
+MODEL_GONE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
 
@@ -284,7 +287,7 @@ class AgBento:
             async with asyncio.timeout(settings.model_wait_s):
                 try:
                     (answer,) = await self.scorer.to_async.score(payload)
-                except aiohttp.ClientConnectionError:
+                except MODEL_GONE:
                     # BentoML's client may close a pooled connection under a request in
                     # flight (BENTOML-NOTES.md); scoring is idempotent, so one retry is safe
                     (answer,) = await self.scorer.to_async.score(payload)
@@ -292,7 +295,7 @@ class AgBento:
             raise ApiError(503, "model_unavailable",
                            f"the model service did not answer within {settings.model_wait_s} s "
                            "(AGBENTO_MODEL_WAIT_S); retry later", retry_after_s=1) from None
-        except aiohttp.ClientConnectionError as exc:
+        except MODEL_GONE as exc:
             # the model service is gone (restarting, shutting down): transient, say so
             raise ApiError(503, "model_unavailable",
                            f"the model service cannot be reached ({type(exc).__name__}); "
