@@ -59,8 +59,13 @@ def stop_listening() -> int:
     stopped = 0
     for fd in fds:
         try:
-            sock = socket.socket(fileno=os.dup(fd))
-        except OSError:  # closed meanwhile, or not a socket
+            copy = os.dup(fd)
+        except OSError:  # closed meanwhile
+            continue
+        try:
+            sock = socket.socket(fileno=copy)
+        except OSError:  # not a socket
+            os.close(copy)
             continue
         with sock:
             try:
