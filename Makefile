@@ -7,7 +7,7 @@ PORT ?= 3000
 MODEL_NAME ?= agbento-demo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo-model serve test test-deps lint build image bench loadtest-deps clean
+.PHONY: install demo-model serve test test-deps lint build image bench soak bench-deps loadtest-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,16 @@ loadtest-deps:
 	@command -v wrk >/dev/null || { \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 
-bench: demo-model loadtest-deps
+bench-deps: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+
+bench: demo-model loadtest-deps bench-deps
 	$(BIN)/python loadtests/bench.py --quick
+
+# 20 minutes at 64 clients on distinct rows, cache off: memory and p99 over time.
+SOAK_MINUTES ?= 20
+soak: demo-model loadtest-deps bench-deps
+	$(BIN)/python loadtests/soak.py --minutes $(SOAK_MINUTES)
 
 build: demo-model
 	$(BIN)/bentoml build .

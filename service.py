@@ -77,6 +77,9 @@ cache_config = CacheConfig(
     memory_bytes=settings.cache_memory_mb * 1024 * 1024,
 )
 PREDICTION_PATHS = ("/predict", "/predict_proba")
+# The model service went away under a call (killed, restarting, shutting down): before it
+# answered, or after its headers and before the whole body (a payload error).
+MODEL_GONE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
 
@@ -158,6 +161,10 @@ info_routes = Starlette(
     traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
     tracing={"excluded_urls": [".*"]},
+    # BentoML's own probe of the model in /readyz raises when the model does not answer
+    # in 5 s, and that request then holds shutdown for the request timeout: __is_ready__
+    # (below) asks instead (agbento/shutdown.py has the story)
+    runner_probe={"enabled": False},
 )
 class AgBento:
     model = stored_model
@@ -196,11 +203,16 @@ class AgBento:
         """Class probabilities for `data` (classification models only)."""
         return await self._respond(data, ctx, on_error, probabilities_only=True)
 
-    async def health(self) -> dict[str, Any]:
+    async def __is_ready__(self) -> bool:
+        """/readyz: the model service answers its own /readyz within 5 s."""
         try:
-            loaded = await self.scorer.is_ready(5)
-        except Exception:  # noqa: BLE001 - any failure to reach the model means not loaded
-            loaded = False
+            async with asyncio.timeout(5):
+                return await self.scorer.is_ready(5)
+        except Exception:  # noqa: BLE001 - any failure to reach the model means not ready
+            return False
+
+    async def health(self) -> dict[str, Any]:
+        loaded = await self.__is_ready__()
         return {
             "status": "healthy" if loaded else "unhealthy",
             "model_loaded": loaded,
@@ -276,13 +288,20 @@ class AgBento:
     async def _call_model(self, rows: list[list[Any]]) -> ScoredRequest:
         payload = [encode_rows(rows)]
         try:
-            try:
-                (answer,) = await self.scorer.to_async.score(payload)
-            except aiohttp.ClientConnectionError:
-                # BentoML's client may close a pooled connection under a request in flight
-                # (BENTOML-NOTES.md); scoring is idempotent, so one retry is safe
-                (answer,) = await self.scorer.to_async.score(payload)
-        except aiohttp.ClientConnectionError as exc:
+            # a crashed model worker is restarted, and until it accepts, calls wait in its
+            # socket's backlog: bound that wait rather than stall every client with it
+            async with asyncio.timeout(settings.model_wait_s):
+                try:
+                    (answer,) = await self.scorer.to_async.score(payload)
+                except MODEL_GONE:
+                    # BentoML's client may close a pooled connection under a request in
+                    # flight (BENTOML-NOTES.md); scoring is idempotent, so one retry is safe
+                    (answer,) = await self.scorer.to_async.score(payload)
+        except TimeoutError:
+            raise ApiError(503, "model_unavailable",
+                           f"the model service did not answer within {settings.model_wait_s} s "
+                           "(AGBENTO_MODEL_WAIT_S); retry later", retry_after_s=1) from None
+        except MODEL_GONE as exc:
             # the model service is gone (restarting, shutting down): transient, say so
             raise ApiError(503, "model_unavailable",
                            f"the model service cannot be reached ({type(exc).__name__}); "

@@ -171,7 +171,8 @@ def load_keys(path: Path) -> KeysFile:
     """
     if not path.exists():
         return KeysFile({}, [])
-    data = json.loads(path.read_text() or "{}")
+    # no `or "{}"`: an empty file is one being rewritten in place, not "no keys"
+    data = json.loads(path.read_text())
     if not isinstance(data, dict) or not isinstance(data.get("keys", []), list):
         raise ValueError('expected {"keys": [...]}')
     entries = data.get("keys", [])
@@ -222,6 +223,12 @@ class ApiKeyRing:
         else:
             stamp = (stat.st_mtime, stat.st_size)
         if stamp == self._stamp and self._stamp is not None:
+            return
+        if stamp is None and self._stamp is not None:
+            # an editor that moves the old file away before writing the new one: keep the
+            # keys (to revoke every key, write an empty list)
+            logger.error("AGBENTO_API_KEYS_FILE %s is gone; keeping %d known keys",
+                         self.path, len(self.keys))
             return
         try:
             loaded = load_keys(self.path)

@@ -65,6 +65,7 @@ class Settings:
     max_batch_size: int = 1_000
     max_latency_ms: int = 10_000
     request_timeout_s: int = 60
+    model_wait_s: int = 15
     model_workers: int = 1
     model_threads: int = 1
     api_workers: int = 1
@@ -112,6 +113,7 @@ class Settings:
             max_batch_size=_int(env, "AGBENTO_MAX_BATCH_SIZE", cls.max_batch_size),
             max_latency_ms=_int(env, "AGBENTO_MAX_LATENCY_MS", cls.max_latency_ms),
             request_timeout_s=_int(env, "AGBENTO_REQUEST_TIMEOUT_S", cls.request_timeout_s),
+            model_wait_s=_int(env, "AGBENTO_MODEL_WAIT_S", cls.model_wait_s),
             model_workers=_int(env, "AGBENTO_MODEL_WORKERS", cls.model_workers),
             model_threads=_int(env, "AGBENTO_MODEL_THREADS", cls.model_threads),
             api_workers=_int(env, "AGBENTO_API_WORKERS", cls.api_workers),

@@ -1,11 +1,22 @@
-"""A bound on how long a worker may take to stop after SIGTERM.
+"""What a worker does on SIGTERM: stop listening at once, and bound its own stop.
 
-On SIGTERM BentoML's arbiter stops its workers one at a time and blocks until each has
-exited. In the container a worker was seen never to finish uvicorn's shutdown (about one
-in three smoke tests; never on a laptop; the cause is inside BentoML/uvicorn and was not
-found), and the arbiter then waited on it forever. So each worker arms a timer when
-SIGTERM arrives: past the bound (above the request timeout, so no in-flight request is cut
-by default) it exits with status 0 instead of waiting for the orchestrator's SIGKILL.
+Why an API worker stayed in uvicorn's shutdown (seen in the container, 2 in 3 smoke tests;
+reproduced on a plain `bentoml serve` and diagnosed with py-spy and an asyncio task dump):
+uvicorn's graceful shutdown waits for every request task, and the pending tasks were
+`/readyz` probes sent while the model worker was still starting. BentoML 1.4.39's /readyz
+asks the model through `RemoteProxy.is_ready(5)`, which catches only
+`aiohttp.ServerTimeoutError`, while a total timeout raises a plain `TimeoutError`; the
+exception leaves the app *inside* BentoML's `TimeoutMiddleware` (server/http/traffic.py),
+which completes a request only when the app sends something or its timer (the request
+timeout, 60 s) fires. So every probe that met a slow model start held the worker's shutdown
+for up to the request timeout (and its client waited as long, to get a bare 500). Fixed in
+service.py: the API's `__is_ready__` asks the model itself and answers False on any error,
+and BentoML's own runner probe is off. The minimal reproduction for upstream is in
+tests/test_shutdown.py (SIGSTOP the dependency, GET /readyz, SIGTERM).
+
+Each worker still arms a timer when SIGTERM arrives, as a safety net for any other request
+that never completes: past the bound (above the request timeout, so no in-flight request is
+cut by default) it exits with status 0 instead of waiting for the orchestrator's SIGKILL.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -32,14 +44,49 @@ def exit_after(seconds: float) -> threading.Timer:
     return timer
 
 
+def stop_listening() -> int:
+    """Shut down every listening socket this process holds; return how many.
+
+    A worker's listening socket is the arbiter's, inherited: when uvicorn closes its copy
+    on SIGTERM the socket still listens, and new connections wait in a backlog that no one
+    accepts from again, to be reset when the arbiter exits (after the drain). Shutting it
+    down (one socket, shared by every process holding it) refuses them at once instead.
+    """
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except FileNotFoundError:  # not Linux: leave the sockets to uvicorn
+        return 0
+    stopped = 0
+    for fd in fds:
+        try:
+            copy = os.dup(fd)
+        except OSError:  # closed meanwhile
+            continue
+        try:
+            sock = socket.socket(fileno=copy)
+        except OSError:  # not a socket
+            os.close(copy)
+            continue
+        with sock:
+            try:
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    sock.shutdown(socket.SHUT_RD)
+                    stopped += 1
+            except OSError:
+                pass
+    return stopped
+
+
 def bound_after_sigterm(seconds: float) -> None:
-    """Chain onto the current SIGTERM handler (uvicorn's): arm `exit_after`, then delegate.
+    """Chain onto the current SIGTERM handler (uvicorn's): stop listening, arm
+    `exit_after`, then delegate (uvicorn drains the connections it has).
 
     Call from the main thread once the server runs (a service's __init__ does).
     """
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:
+        stop_listening()
         exit_after(seconds)
         if callable(previous):
             previous(signum, frame)
