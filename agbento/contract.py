@@ -13,7 +13,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
 from agbento.errors import ApiError
@@ -23,57 +22,6 @@ from agbento.store import ModelCard
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class ModelReference(BaseModel):
-    tag: str
-    problem_type: str
-    eval_metric: str | None = None
-
-
-class RowError(BaseModel):
-    row: int
-    field: str | None
-    problem: str
-
-
-class InputDrift(BaseModel):
-    unseen_categories: dict[str, int] = Field(
-        default_factory=dict, description="feature -> accepted values never seen in training"
-    )
-    out_of_range: dict[str, int] = Field(
-        default_factory=dict, description="feature -> accepted numbers outside training range"
-    )
-
-
-class PredictionResponse(BaseModel):
-    """Row i of `predictions` (and `probabilities`) answers row i of the request."""
-
-    predictions: list[Any] = Field(description="null for a row listed in `errors` (skip mode)")
-    probabilities: list[dict[str, float] | None] | None = Field(
-        None, description="class -> probability per row; null for regression"
-    )
-    model: ModelReference
-    timestamp: str = Field(description="ISO-8601, UTC")
-    request_id: str
-    ignored_fields: list[str] = Field(
-        default_factory=list, description="request fields the model does not use"
-    )
-    errors: list[RowError] = Field(
-        default_factory=list, description='rows not predicted (only with on_error="skip")'
-    )
-    input_drift: InputDrift = Field(default_factory=InputDrift)
-
-
-class ProbabilityResponse(BaseModel):
-    probabilities: list[dict[str, float] | None]
-    classes: list[Any]
-    model: ModelReference
-    timestamp: str
-    request_id: str
-    ignored_fields: list[str] = Field(default_factory=list)
-    errors: list[RowError] = Field(default_factory=list)
-    input_drift: InputDrift = Field(default_factory=InputDrift)
 
 
 def request_id_from(headers: Any) -> str:

@@ -1,150 +1,154 @@
-"""All runtime configuration: `AGBENTO_*` environment variables, parsed once."""
+"""All runtime configuration: `AGBENTO_*` environment variables, parsed once.
+
+One `pydantic-settings` class, a description per variable (the README's configuration
+table lists the same variables with the same defaults; a test holds them together).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 DEMO_MODEL_NAME = "agbento-demo"
+ENV_PREFIX = "AGBENTO_"
 
 
 class SettingsError(ValueError):
     """An `AGBENTO_*` variable holds a value we cannot use."""
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be >= {minimum}")
-    return value
-
-
-def _bool(env: dict[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean (use true/false)")
-
-
-def _fraction(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise SettingsError(f"{name}={value} must be between 0 and 1")
-    return value
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Typed view of the environment. Defaults serve a laptop."""
 
-    model: str = f"{DEMO_MODEL_NAME}:latest"
-    max_rows: int = 10_000
-    max_body_bytes: int = 32 * 1024 * 1024
-    # values (cells) per request; unset, 100 per allowed row
-    max_cells: int = 1_000_000
-    extra_fields: str = "ignore"
-    max_inflight: int = 512
-    max_batch_size: int = 1_000
-    max_latency_ms: int = 10_000
-    request_timeout_s: int = 60
-    model_wait_s: int = 15
-    model_workers: int = 1
-    model_threads: int = 1
-    api_workers: int = 1
-    access_log: bool = False
-    cache_url: str = "memory"
-    cache_ttl_s: int = 3600
-    cache_timeout_ms: int = 50
-    cache_memory_mb: int = 64
-    cache_max_rows: int = 100
-    api_keys_file: str = ""
-    require_api_keys: bool = False
-    rate_limit_rps: int = 0
-    rate_limit_burst: int = 50
-    rate_limit_url: str = ""  # "": the cache's Redis if it has one, else local
-    rate_limit_timeout_ms: int = 100
-    metrics_auth: bool = False
-    allow_version_mismatch: bool = False
-    prediction_log_sample: float = 0.0
-    prediction_log_dir: str = "monitoring"
-    shutdown_timeout_s: int = 65
-    log_level: str = "INFO"
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True
+    )
+
+    model: str = Field(f"{DEMO_MODEL_NAME}:latest",
+                       description="model tag in the BentoML store to serve")
+    max_rows: int = Field(10_000, ge=1, description="rows per request")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="request body bytes")
+    max_cells: int = Field(1_000_000, ge=1, description="values per request, checked before "
+                           "decoding; unset: 100 per allowed row")
+    extra_fields: Literal["ignore", "reject"] = Field(
+        "ignore", description="unknown row fields: listed in ignored_fields, or a 422")
+    max_inflight: int = Field(512, ge=1, description="prediction requests in flight per API "
+                              "worker; more are refused with 503")
+    max_batch_size: int = Field(1_000, ge=1, description="most requests in one model call")
+    max_latency_ms: int = Field(10_000, ge=1, description="the batcher's latency budget")
+    request_timeout_s: int = Field(60, ge=1, description="BentoML request timeout")
+    model_wait_s: int = Field(15, ge=1, description="longest a request waits for the model "
+                              "service; past it 503 model_unavailable")
+    model_workers: int = Field(1, ge=1, description="processes holding the predictor")
+    model_threads: int = Field(1, ge=1, description="OpenMP threads per model worker")
+    api_workers: int = Field(1, ge=1, description="processes validating requests")
+    access_log: bool = Field(False, description="BentoML's access log")
+    cache_url: str = Field("memory", description="memory, off or redis://...")
+    cache_ttl_s: int = Field(3600, ge=1, description="cache entry lifetime")
+    cache_timeout_ms: int = Field(50, ge=1, description="deadline of each cache operation")
+    cache_memory_mb: int = Field(64, ge=1, description="bound of the in-process cache")
+    cache_max_rows: int = Field(100, ge=0, description="larger requests skip the cache")
+    api_keys_file: str = Field("", description="keys file made by python -m agbento.keys")
+    require_api_keys: bool = Field(False, description="refuse to start without a keys file")
+    rate_limit_rps: int = Field(0, ge=0, description="per-key requests per second (0: off)")
+    rate_limit_burst: int = Field(50, ge=1, description="per-key burst above the rate")
+    rate_limit_url: str = Field("", description="where the buckets live: redis://... or local; "
+                                "unset: the cache's Redis if it has one, else local")
+    rate_limit_timeout_ms: int = Field(100, ge=1, description="deadline of each shared "
+                                       "rate-limit check (past it: admitted, counted)")
+    metrics_auth: bool = Field(False, description="/metrics needs the admin permission")
+    allow_version_mismatch: bool = Field(
+        False, description="load a model saved by other AutoGluon/Python versions")
+    prediction_log_sample: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of requests whose rows are logged to files")
+    prediction_log_dir: str = Field("monitoring", description="where the prediction log goes")
+    shutdown_timeout_s: int = Field(65, ge=1, description="a worker's stop bound after SIGTERM")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="log level")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _trimmed(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("extra_fields", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("rate_limit_url")
+    @classmethod
+    def _local_or_redis(cls, value: str) -> str:
+        if value not in ("", "local") and not value.startswith(("redis://", "rediss://",
+                                                                  "unix://")):
+            raise ValueError("use local or redis://...")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cells_follow_rows(cls, data: Any) -> Any:
+        """Unset, the values limit is 100 per allowed row."""
+        if isinstance(data, dict) and "max_cells" not in data:
+            rows = str(data.get("max_rows", cls.model_fields["max_rows"].default)).strip()
+            if rows.isdigit():
+                data = {**data, "max_cells": 100 * int(rows)}
+        return data
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        log_level = env.get("AGBENTO_LOG_LEVEL", cls.log_level).upper()
-        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise SettingsError(f"AGBENTO_LOG_LEVEL={log_level!r} is not a log level")
-        extra_fields = env.get("AGBENTO_EXTRA_FIELDS", cls.extra_fields).strip().lower()
-        if extra_fields not in {"ignore", "reject"}:
-            raise SettingsError(f"AGBENTO_EXTRA_FIELDS={extra_fields!r}: use ignore or reject")
-        rate_limit_url = env.get("AGBENTO_RATE_LIMIT_URL", "").strip()
-        if rate_limit_url not in ("", "local") and not rate_limit_url.startswith(
-                ("redis://", "rediss://", "unix://")):
-            raise SettingsError(f"AGBENTO_RATE_LIMIT_URL={rate_limit_url!r}: use local or "
-                                "redis://...")
-        return cls(
-            model=env.get("AGBENTO_MODEL", "").strip() or cls.model,
-            max_rows=_int(env, "AGBENTO_MAX_ROWS", cls.max_rows),
-            max_body_bytes=_int(env, "AGBENTO_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_cells=_int(env, "AGBENTO_MAX_CELLS",
-                           100 * _int(env, "AGBENTO_MAX_ROWS", cls.max_rows)),
-            extra_fields=extra_fields,
-            max_inflight=_int(env, "AGBENTO_MAX_INFLIGHT", cls.max_inflight),
-            max_batch_size=_int(env, "AGBENTO_MAX_BATCH_SIZE", cls.max_batch_size),
-            max_latency_ms=_int(env, "AGBENTO_MAX_LATENCY_MS", cls.max_latency_ms),
-            request_timeout_s=_int(env, "AGBENTO_REQUEST_TIMEOUT_S", cls.request_timeout_s),
-            model_wait_s=_int(env, "AGBENTO_MODEL_WAIT_S", cls.model_wait_s),
-            model_workers=_int(env, "AGBENTO_MODEL_WORKERS", cls.model_workers),
-            model_threads=_int(env, "AGBENTO_MODEL_THREADS", cls.model_threads),
-            api_workers=_int(env, "AGBENTO_API_WORKERS", cls.api_workers),
-            access_log=_bool(env, "AGBENTO_ACCESS_LOG", cls.access_log),
-            cache_url=env.get("AGBENTO_CACHE_URL", cls.cache_url).strip(),
-            cache_ttl_s=_int(env, "AGBENTO_CACHE_TTL_S", cls.cache_ttl_s),
-            cache_timeout_ms=_int(env, "AGBENTO_CACHE_TIMEOUT_MS", cls.cache_timeout_ms),
-            cache_memory_mb=_int(env, "AGBENTO_CACHE_MEMORY_MB", cls.cache_memory_mb),
-            cache_max_rows=_int(env, "AGBENTO_CACHE_MAX_ROWS", cls.cache_max_rows, minimum=0),
-            api_keys_file=env.get("AGBENTO_API_KEYS_FILE", "").strip(),
-            require_api_keys=_bool(env, "AGBENTO_REQUIRE_API_KEYS", cls.require_api_keys),
-            rate_limit_rps=_int(env, "AGBENTO_RATE_LIMIT_RPS", cls.rate_limit_rps, minimum=0),
-            rate_limit_burst=_int(env, "AGBENTO_RATE_LIMIT_BURST", cls.rate_limit_burst),
-            rate_limit_url=rate_limit_url,
-            rate_limit_timeout_ms=_int(env, "AGBENTO_RATE_LIMIT_TIMEOUT_MS",
-                                       cls.rate_limit_timeout_ms),
-            metrics_auth=_bool(env, "AGBENTO_METRICS_AUTH", cls.metrics_auth),
-            allow_version_mismatch=_bool(
-                env, "AGBENTO_ALLOW_VERSION_MISMATCH", cls.allow_version_mismatch
-            ),
-            prediction_log_sample=_fraction(
-                env, "AGBENTO_PREDICTION_LOG_SAMPLE", cls.prediction_log_sample
-            ),
-            prediction_log_dir=env.get("AGBENTO_PREDICTION_LOG_DIR", "").strip()
-            or cls.prediction_log_dir,
-            shutdown_timeout_s=_int(env, "AGBENTO_SHUTDOWN_TIMEOUT_S", cls.shutdown_timeout_s),
-            log_level=log_level,
-        )
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        **_: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `from_env` reads the environment, so a test can hand it a plain dict
+        return (init_settings,)
 
-    def as_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `env` (the process environment by default); errors name variables."""
+        given = os.environ if env is None else env
+        # a blank value means "use the default", as an unset one does
+        values = MappingEnvSource(cls, {k: v for k, v in given.items() if v.strip()})()
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingsError("; ".join(
+                f"{ENV_PREFIX}{str(e['loc'][0]).upper()}={e.get('input')!r}: {e['msg']}"
+                for e in exc.errors()
+            )) from None
+
+
+class MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._given = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._given, self.case_sensitive, self.env_ignore_empty,
+                              self.env_parse_none_str)
+
+
+def variables() -> dict[str, Any]:
+    """Every AGBENTO_* variable with its default (the README's configuration table)."""
+    return {f"{ENV_PREFIX}{name.upper()}": field.default
+            for name, field in Settings.model_fields.items()}
 
 
 @lru_cache(maxsize=1)

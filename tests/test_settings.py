@@ -1,10 +1,16 @@
-"""AGBENTO_* settings: parsed once, typed, and loud about bad values."""
+"""AGBENTO_* settings: parsed once, typed, loud about bad values, and documented."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from agbento.settings import DEMO_MODEL_NAME, Settings, SettingsError
+from agbento.settings import DEMO_MODEL_NAME, Settings, SettingsError, variables
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_defaults_serve_a_laptop() -> None:
@@ -12,18 +18,28 @@ def test_defaults_serve_a_laptop() -> None:
     assert settings.model == f"{DEMO_MODEL_NAME}:latest"
     assert settings.max_rows == 10000
     assert settings.access_log is False
+    assert settings.api_keys_file == ""
 
 
 def test_values_are_parsed() -> None:
     settings = Settings.from_env(
-        {"AGBENTO_MODEL": "m:1", "AGBENTO_MAX_ROWS": "5", "AGBENTO_ACCESS_LOG": "yes"}
+        {"AGBENTO_MODEL": "m:1", "AGBENTO_MAX_ROWS": "5", "AGBENTO_ACCESS_LOG": "yes",
+         "AGBENTO_LOG_LEVEL": "debug", "AGBENTO_EXTRA_FIELDS": " Reject "}
     )
     assert (settings.model, settings.max_rows, settings.access_log) == ("m:1", 5, True)
+    assert (settings.log_level, settings.extra_fields) == ("DEBUG", "reject")
+
+
+def test_blank_means_default_and_other_variables_are_ignored() -> None:
+    settings = Settings.from_env({"AGBENTO_MAX_ROWS": "  ", "OTHER": "x", "AGBENTO_NOPE": "1"})
+    assert settings.max_rows == Settings.model_fields["max_rows"].default
 
 
 @pytest.mark.parametrize(
     "env",
-    [{"AGBENTO_MAX_ROWS": "many"}, {"AGBENTO_MAX_ROWS": "0"}, {"AGBENTO_ACCESS_LOG": "maybe"}],
+    [{"AGBENTO_MAX_ROWS": "many"}, {"AGBENTO_MAX_ROWS": "0"}, {"AGBENTO_ACCESS_LOG": "maybe"},
+     {"AGBENTO_LOG_LEVEL": "loud"}, {"AGBENTO_EXTRA_FIELDS": "drop"},
+     {"AGBENTO_PREDICTION_LOG_SAMPLE": "2"}, {"AGBENTO_CACHE_MAX_ROWS": "-1"}],
 )
 def test_bad_values_name_the_variable(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match=next(iter(env))):
@@ -36,3 +52,33 @@ def test_max_cells_follows_max_rows_unless_set() -> None:
     assert Settings.from_env({"AGBENTO_MAX_ROWS": "50", "AGBENTO_MAX_CELLS": "7"}).max_cells == 7
     with pytest.raises(SettingsError, match="AGBENTO_MAX_CELLS"):
         Settings.from_env({"AGBENTO_MAX_CELLS": "0"})
+
+
+def test_every_setting_has_a_description() -> None:
+    assert all(field.description for field in Settings.model_fields.values())
+
+
+def readme_configuration() -> dict[str, str]:
+    """variable -> its default cell, from the README's configuration table."""
+    section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\| `(AGBENTO_\w+)` \|([^|]*)\|",
+                                                      section, re.MULTILINE)}
+
+
+def rendered(default: Any) -> str:
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
+
+
+def test_readme_lists_every_variable_with_its_default() -> None:
+    documented = readme_configuration()
+    assert sorted(documented) == sorted(variables())
+    for name, default in variables().items():
+        cell = documented[name]
+        if default == "":
+            assert cell.startswith("(none"), (name, cell)
+        else:
+            assert cell.split("`")[1] == rendered(default), (name, cell, default)

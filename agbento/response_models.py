@@ -1,0 +1,63 @@
+"""The answers' shapes as pydantic models: what /docs.json shows, and what tests check.
+
+The service renders answers itself (`PredictionContract.render` splices the model's JSON
+fragments), so nothing validates them on the way out; tests validate real answers against
+these models instead, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ModelReference(BaseModel):
+    tag: str
+    problem_type: str
+    eval_metric: str | None = None
+
+
+class RowError(BaseModel):
+    row: int
+    field: str | None
+    problem: str
+
+
+class InputDrift(BaseModel):
+    unseen_categories: dict[str, int] = Field(
+        default_factory=dict, description="feature -> accepted values never seen in training"
+    )
+    out_of_range: dict[str, int] = Field(
+        default_factory=dict, description="feature -> accepted numbers outside training range"
+    )
+
+
+class PredictionResponse(BaseModel):
+    """Row i of `predictions` (and `probabilities`) answers row i of the request."""
+
+    predictions: list[Any] = Field(description="null for a row listed in `errors` (skip mode)")
+    probabilities: list[dict[str, float] | None] | None = Field(
+        None, description="class -> probability per row; null for regression"
+    )
+    model: ModelReference
+    timestamp: str = Field(description="ISO-8601, UTC")
+    request_id: str
+    ignored_fields: list[str] = Field(
+        default_factory=list, description="request fields the model does not use"
+    )
+    errors: list[RowError] = Field(
+        default_factory=list, description='rows not predicted (only with on_error="skip")'
+    )
+    input_drift: InputDrift = Field(default_factory=InputDrift)
+
+
+class ProbabilityResponse(BaseModel):
+    probabilities: list[dict[str, float] | None]
+    classes: list[Any]
+    model: ModelReference
+    timestamp: str
+    request_id: str
+    ignored_fields: list[str] = Field(default_factory=list)
+    errors: list[RowError] = Field(default_factory=list)
+    input_drift: InputDrift = Field(default_factory=InputDrift)
