@@ -2,94 +2,52 @@
 
     bentoml serve .          # serves `AgBento` (named in bentofile.yaml) on :3000
 
-`TabularModel` holds the predictor and merges concurrent rows into one model call
-(BentoML adaptive batching over a list of rows: see ../shared/BENTOML-NOTES.md).
-`AgBento` is the public face: it checks every row against the model's feature schema
-*before* anything is batched, so one client's bad row cannot fail another's request.
+`TabularModel` holds the predictor and merges concurrent requests into one model call
+(BentoML adaptive batching over a list of encoded requests: see ../shared/BENTOML-NOTES.md).
+`AgBento` is the public face: its ASGI layers refuse, bound and read bodies, then its
+endpoints check every row against the model's feature schema *before* anything is
+batched, so one client's bad row cannot fail another's request. ARCHITECTURE.md draws it.
 """
 
 from __future__ import annotations
 
+from agbento.bootstrap import settings  # first: the process environment before numpy loads
+
+# isort: split
 import asyncio
-import logging
-import os
 from typing import Annotated, Any
 
-import aiohttp
 import bentoml
 from bentoml.validators import ContentType
-from pydantic import Field, WithJsonSchema
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agbento.access import AccessGate
 from agbento.cache import CacheConfig, PredictionCache, open_backend
-from agbento.contract import (
-    OnError,
-    PredictionContract,
-    PredictionResponse,
-    ProbabilityResponse,
-    json_response,
-    request_id_from,
-)
+from agbento.contract import AnswerShape, PredictionContract
 from agbento.errors import ApiError
 from agbento.guard import ErrorGuard, internal_error, report_internal_error
-from agbento.inference import ScoredRequest, TabularRuntime, encode_rows, log_rejected_rows
+from agbento.http import error_response, json_response, request_id_from
+from agbento.inference import TabularRuntime, log_rejected_rows
 from agbento.intake import PredictionIntake
-from agbento.logs import configure_logging
-from agbento.metrics import (
-    MODEL_INFO,
-    MODEL_READY,
-    observe_classes,
-    observe_inputs,
-    observe_values,
-    regression_value_histogram,
-)
-from agbento.overload import InflightLimit, overloaded
+from agbento.metrics import MODEL_INFO, MODEL_READY, PredictionObserver, observe_inputs
+from agbento.overload import InflightLimit
 from agbento.prediction_log import PredictionSampler
 from agbento.ratelimit import RateLimitConfig
 from agbento.request_log import RequestLog
-from agbento.schema import ValidatedRows
-from agbento.settings import get_settings
+from agbento.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
+from agbento.schema import OnError
+from agbento.scoring import CachedScorer, ModelServiceClient
 from agbento.shutdown import bound_after_sigterm
 from agbento.store import load_card
 
-settings = get_settings()
-# Before any model library loads: OpenMP threads spin while idle and steal the CPU the
-# API process needs; batches are small, so one thread per model worker is the default.
-os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
-configure_logging(settings.log_level)
-log = logging.getLogger("agbento.service")
-if not settings.api_keys_file:
-    if settings.require_api_keys:
-        raise SystemExit("AGBENTO_REQUIRE_API_KEYS is set but AGBENTO_API_KEYS_FILE is not: "
-                         "refusing to serve without keys (python -m agbento.keys create ...)")
-    log.warning("NO API KEYS: every endpoint is open to anyone who can reach it. Fine on a "
-                "laptop; set AGBENTO_API_KEYS_FILE anywhere else.")
 stored_model = bentoml.models.BentoModel(settings.model)
 card = load_card(stored_model)
-cache_config = CacheConfig(
-    url=settings.cache_url,
-    ttl_s=settings.cache_ttl_s,
-    timeout_ms=settings.cache_timeout_ms,
-    memory_bytes=settings.cache_memory_mb * 1024 * 1024,
-)
-PREDICTION_PATHS = ("/predict", "/predict_proba")
-# The model service went away under a call (killed, restarting, shutting down): before it
-# answered, or after its headers and before the whole body (a payload error).
-MODEL_GONE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
-
-# What /docs.json shows for the request rows: this model's features, with real examples.
-# Validation stays ours (422 naming row and field), so the type BentoML checks is loose.
-Rows = Annotated[
-    list[Any],
-    WithJsonSchema({"type": "array", "items": card.schema.row_json_schema(settings.extra_fields)}),
-    Field(examples=[card.examples[:2]], description="rows: feature name -> value"),
-]
 
 
 @bentoml.service(
@@ -137,11 +95,10 @@ async def model_info(request: Request) -> JSONResponse:
     return JSONResponse(bentoml.get_current_service().card.info())
 
 
-async def clear_cache(request: Request) -> JSONResponse:
+async def clear_cache(request: Request) -> Response:
     """POST /admin/cache/clear: drop the served model's cached answers (admin permission)."""
     request_id = request_id_from(request.headers)
     removed = await bentoml.get_current_service().cache.clear()
-    log.info("cache cleared request_id=%s removed=%d", request_id, removed)
     return json_response({"cleared": removed, "request_id": request_id}, 200, request_id)
 
 
@@ -173,16 +130,19 @@ class AgBento:
     def __init__(self) -> None:
         self.card = card
         self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
+        cache_config = CacheConfig.from_settings(settings)
         self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
-        self.background: set[asyncio.Task[Any]] = set()
-        bound_after_sigterm(settings.shutdown_timeout_s)
+        # looked up per call: the dependency's client has its endpoints only once serving
+        model_service = ModelServiceClient(lambda requests: self.scorer.to_async.score(requests),
+                                           settings.model_wait_s)
+        self.scoring = CachedScorer(model_service.score, self.cache, card.is_classification,
+                                    settings.cache_max_rows)
+        self.observer = PredictionObserver(
+            card.is_classification, card.metadata.get("label_range"),
+            PredictionSampler(card.schema, card.is_classification,
+                              settings.prediction_log_sample, settings.prediction_log_dir))
         MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
-        self.sampler = PredictionSampler(card.schema, card.is_classification,
-                                         settings.prediction_log_sample,
-                                         settings.prediction_log_dir)
-        label_range = card.metadata.get("label_range")
-        self.values = (regression_value_histogram(*label_range)
-                       if label_range and not card.is_classification else None)
+        bound_after_sigterm(settings.shutdown_timeout_s)
 
     @bentoml.api(route="/predict")
     async def predict(
@@ -194,14 +154,14 @@ class AgBento:
         Parquet bodies by content type. `on_error="skip"` predicts the good rows and answers
         the bad ones in place (null, listed in `errors`).
         """
-        return await self._respond(data, ctx, on_error, probabilities_only=False)
+        return await self._respond(data, ctx, on_error, "predictions")
 
     @bentoml.api(route="/predict_proba")
     async def predict_proba(
         self, data: Rows, ctx: bentoml.Context, on_error: OnError = "fail"
     ) -> ProbabilityResponse:
         """Class probabilities for `data` (classification models only)."""
-        return await self._respond(data, ctx, on_error, probabilities_only=True)
+        return await self._respond(data, ctx, on_error, "probabilities")
 
     async def __is_ready__(self) -> bool:
         """/readyz: the model service answers its own /readyz within 5 s."""
@@ -221,121 +181,45 @@ class AgBento:
         }
 
     async def _respond(
-        self, data: Any, ctx: bentoml.Context, on_error: OnError, probabilities_only: bool
-    ) -> Any:
+        self, data: Any, ctx: bentoml.Context, on_error: OnError, shape: AnswerShape
+    ) -> Response:
         request_id = request_id_from(ctx.request.headers)
         ctx.request.state.rows = len(data) if isinstance(data, list) else 0
         try:
-            if probabilities_only:
-                self.contract.require_classifier()
+            self.contract.require_shape(shape)
             rows = self.contract.accept(data, on_error)
             observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
-            scored = await self._score(rows.rows)
+            scored = await self.scoring.score(rows.rows)
             log_rejected_rows(scored, rows.indices, request_id)
-            body = self.contract.answer(
-                rows, len(data), scored, request_id, probabilities_only, on_error
-            )
-            self._observe(rows, scored)
-            status = 200
+            placed = self.contract.place(rows, len(data), scored, on_error)
+            body = self.contract.render(placed, rows, request_id, shape)
+            self.observer.observe(rows.rows, scored)
         except ApiError as error:
-            body, status = error.body(request_id), error.status
-            retry_after = error.retry_after_s
+            response = error_response(error, request_id)
         except Exception as exc:  # noqa: BLE001 - ours, not the client's: our shape, logged
             report_internal_error(request_id, "POST", ctx.request.scope.get("path", "?"), exc)
-            body, status, retry_after = internal_error().body(request_id), 500, None
+            response = error_response(internal_error(), request_id)
         else:
-            retry_after = None
-        ctx.response.status_code = status
-        return json_response(body, status, request_id, retry_after)
-
-    async def _score(self, rows: list[list[Any]]) -> ScoredRequest | None:
-        """Rows answered from the cache where it can, from the model otherwise."""
-        if not rows:
-            return None
-        # per-row cache work costs more than the model's one call for a big request
-        if not self.cache.enabled or len(rows) > settings.cache_max_rows:
-            return await self._call_model(rows)
-        keys = self.cache.keys(rows)
-        answers = await self.cache.lookup(keys)
-        missing = [i for i, answer in enumerate(answers) if answer is None]
-        failed = []
-        if missing:
-            fresh = await self._call_model([rows[i] for i in missing])
-            failed = [{**f, "row": missing[f["row"]]} for f in fresh.failed]
-            for i, answer in zip(missing, fresh.per_row(), strict=True):
-                answers[i] = answer
-            self._in_background(self.cache.store(
-                {keys[i]: answers[i] for i in missing if answers[i] is not None}))
-        return ScoredRequest.from_rows(answers, failed, self.card.is_classification)
-
-    def _observe(self, rows: ValidatedRows, scored: ScoredRequest | None) -> None:
-        """The prediction distribution for dashboards, and the sampled prediction log."""
-        if scored is None:
-            return
-        predictions = scored.prediction_values
-        self.sampler.maybe_log(rows.rows, predictions)
-        if self.card.is_classification:
-            observe_classes(predictions, scored.probability_values)
-        elif self.values is not None:
-            observe_values(predictions, self.values)
-
-    def _in_background(self, work: Any) -> None:
-        """A store must not delay the answer; keep a reference until it is done."""
-        task = asyncio.create_task(work)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-    async def _call_model(self, rows: list[list[Any]]) -> ScoredRequest:
-        payload = [encode_rows(rows)]
-        try:
-            # a crashed model worker is restarted, and until it accepts, calls wait in its
-            # socket's backlog: bound that wait rather than stall every client with it
-            async with asyncio.timeout(settings.model_wait_s):
-                try:
-                    (answer,) = await self.scorer.to_async.score(payload)
-                except MODEL_GONE:
-                    # BentoML's client may close a pooled connection under a request in
-                    # flight (BENTOML-NOTES.md); scoring is idempotent, so one retry is safe
-                    (answer,) = await self.scorer.to_async.score(payload)
-        except TimeoutError:
-            raise ApiError(503, "model_unavailable",
-                           f"the model service did not answer within {settings.model_wait_s} s "
-                           "(AGBENTO_MODEL_WAIT_S); retry later", retry_after_s=1) from None
-        except MODEL_GONE as exc:
-            # the model service is gone (restarting, shutting down): transient, say so
-            raise ApiError(503, "model_unavailable",
-                           f"the model service cannot be reached ({type(exc).__name__}); "
-                           "retry later", retry_after_s=1) from None
-        except bentoml.exceptions.ServiceUnavailable as exc:
-            # the batcher could not meet max_latency_ms: the model is saturated
-            raise overloaded(f"the model service is saturated ({exc}); retry later") from None
-        return ScoredRequest.from_dict(answer).unless_model_broken()
+            response = json_response(body, 200, request_id)
+        ctx.response.status_code = response.status_code
+        return response
 
 
 # Outermost first (BentoML keeps the order; its own layers sit outside all of ours):
 # answer any exception at once, log and time everything, refuse callers without the right
-# key, refuse excess load before reading bodies, then read and shape the bodies.
+# key, refuse excess load before reading bodies, then read and shape the bodies. Which
+# path each layer acts on is in the route table (agbento/routes.py).
 AgBento.add_asgi_middleware(ErrorGuard)
 AgBento.add_asgi_middleware(RequestLog, model_tag=card.tag)
 AgBento.add_asgi_middleware(
     AccessGate,
     keys_file=settings.api_keys_file,
-    rate_limit=RateLimitConfig(
-        rps=settings.rate_limit_rps,
-        burst=settings.rate_limit_burst,
-        url=settings.rate_limit_url,
-        cache_url=settings.cache_url,
-        api_workers=settings.api_workers,
-        timeout_ms=settings.rate_limit_timeout_ms,
-    ),
+    rate_limit=RateLimitConfig.from_settings(settings),
     metrics_auth=settings.metrics_auth,
 )
-AgBento.add_asgi_middleware(
-    InflightLimit, paths=PREDICTION_PATHS, limit=settings.max_inflight
-)
+AgBento.add_asgi_middleware(InflightLimit, limit=settings.max_inflight)
 AgBento.add_asgi_middleware(
     PredictionIntake,
-    paths=PREDICTION_PATHS,
     max_body_bytes=settings.max_body_bytes,
     max_rows=settings.max_rows,
     max_cells=settings.max_cells,

@@ -1,9 +1,9 @@
 """Who may call what: the ASGI gate in front of every route of the API service.
 
-Probes (/livez, /readyz, /healthz, /health) and the API docs stay open so orchestrators and
-people can see the service; /metrics is open unless AGBENTO_METRICS_AUTH is set. Everything
-else needs a key with the route's permission, and a request without one never reaches
-the body parser, let alone the model.
+The route table (`agbento.routes`) says which permission a path needs: probes and the API
+docs stay open so orchestrators and people can see the service; /metrics is open unless
+AGBENTO_METRICS_AUTH is set. Everything else needs a key with the route's permission, and
+a request without one never reaches the body parser, let alone the model.
 """
 
 from __future__ import annotations
@@ -15,29 +15,12 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agbento.auth import ApiKeyRing, presented_key
-from agbento.contract import json_response, request_id_from
-from agbento.errors import ApiError
+from agbento.errors import ApiError, ErrorCode
+from agbento.http import error_response, request_id_from
 from agbento.ratelimit import RateLimitConfig, open_rate_limit
+from agbento.routes import route_for
 
 logger = logging.getLogger("agbento.access")
-
-OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/health", "/", "/docs.json",
-                        "/schema.json"})
-
-
-def permission_for(path: str, metrics_auth: bool) -> str | None:
-    """The permission a path needs; None when it is open."""
-    if path in ("/predict", "/predict_proba"):
-        return "predict"
-    if path == "/model/info":
-        return "model_info"
-    if path.startswith("/admin/"):
-        return "admin"
-    if path == "/metrics":
-        return "admin" if metrics_auth else None
-    if path in OPEN_PATHS or path.startswith("/static"):
-        return None
-    return "model_info"  # anything else we may add later is closed by default
 
 
 class AccessGate:
@@ -53,7 +36,7 @@ class AccessGate:
         if scope["type"] != "http" or self.ring is None:
             await self.app(scope, receive, send)
             return
-        permission = permission_for(scope["path"], self.metrics_auth)
+        permission = route_for(scope["path"]).needs(self.metrics_auth)
         if permission is None:
             await self.app(scope, receive, send)
             return
@@ -62,14 +45,11 @@ class AccessGate:
             key = self.ring.authenticate(presented_key(headers))
             self.ring.authorize(key, permission)
             if self.limit is not None and (wait := await self.limit.take(key.id)):
-                raise ApiError(429, "rate_limited",
+                raise ApiError(ErrorCode.RATE_LIMITED,
                                f"API key {key.id!r} is over its rate limit; retry later",
                                retry_after_s=max(1, round(wait + 0.5)))
         except ApiError as error:
-            request_id = request_id_from(headers)
-            response = json_response(error.body(request_id), error.status, request_id,
-                                     error.retry_after_s)
-            await response(scope, receive, send)
+            await error_response(error, request_id_from(headers))(scope, receive, send)
             return
         scope.setdefault("state", {})["key_id"] = key.id
         await self.app(scope, receive, send)

@@ -25,7 +25,7 @@ from datetime import time as datetime_time
 from pathlib import Path
 from typing import Any
 
-from agbento.errors import ApiError
+from agbento.errors import ApiError, ErrorCode
 
 logger = logging.getLogger("agbento.auth")
 
@@ -257,22 +257,22 @@ class ApiKeyRing:
         """The key's entry, or ApiError 401. Never says which part was wrong."""
         self._maybe_reload()
         if not presented:
-            raise ApiError(401, "unauthorized",
+            raise ApiError(ErrorCode.UNAUTHORIZED,
                            "send an API key as X-API-Key or Authorization: Bearer")
         parts = presented.split(".")
         entry = self.keys.get(parts[1]) if len(parts) == 3 and parts[0] == KEY_PREFIX else None
         # compare even when the id is unknown, so timing does not tell ids apart
         expected = entry.sha256 if entry else "0" * 64
         if not hmac.compare_digest(digest(presented), expected) or entry is None:
-            raise ApiError(401, "unauthorized", "the API key is not valid")
+            raise ApiError(ErrorCode.UNAUTHORIZED, "the API key is not valid")
         if entry.expired(datetime.now(UTC)):
-            raise ApiError(401, "unauthorized", f"API key {entry.id!r} has expired")
+            raise ApiError(ErrorCode.UNAUTHORIZED, f"API key {entry.id!r} has expired")
         return entry
 
     @staticmethod
     def authorize(key: ApiKey, permission: str) -> None:
         if permission not in key.permissions:
-            raise ApiError(403, "forbidden",
+            raise ApiError(ErrorCode.FORBIDDEN,
                            f"API key {key.id!r} lacks the {permission!r} permission")
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from agbento.intake import json_value
+from agbento.schema import is_classification, json_value
 
 if TYPE_CHECKING:
     import httpx
@@ -303,8 +303,8 @@ class LocalScorer:
                      if validated.rows else [None])
         if scored is not None and scored.model_error is not None:
             raise BatchError(f"the model fails on its own example rows ({scored.model_error})")
-        answer = json.loads(contract.answer(validated, len(rows), scored, "local",
-                                            on_error="skip"))
+        placed = contract.place(validated, len(rows), scored, on_error="skip")
+        answer = json.loads(contract.render(placed, validated, "local"))
         return ChunkResult.of(answer)
 
 
@@ -337,7 +337,7 @@ def empty_output(chunk: pd.DataFrame, id_column: str | None,
     else:
         fields = [pa.field(id_column, pa.string())]
     classes = info.get("classes") or []
-    if info["problem_type"] in ("binary", "multiclass"):
+    if is_classification(info["problem_type"]):
         label_type = pa.array(classes).type if classes else pa.string()
         fields.append(pa.field("prediction", label_type))
         fields += [pa.field(f"proba_{c}", pa.float64()) for c in classes]

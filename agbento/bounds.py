@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agbento.contract import too_many_rows
-from agbento.errors import ApiError
+from agbento.errors import ApiError, ErrorCode
 
 # Longest field name: a JSON object key, a CSV header cell, a Parquet column name.
 MAX_FIELD_NAME_CHARS = 256
@@ -34,6 +33,18 @@ BYTES_PER_CELL = 128
 # A file (CSV, Parquet) may decode to this many times the body limit: its values, and the
 # field names the canonical JSON repeats on every row.
 DECODED_BYTES_PER_BODY_BYTE = 2
+
+
+def check_row_count(count: int, limit: int) -> None:
+    """The one check of a request's row count, for every way rows arrive."""
+    if count == 0:
+        raise ApiError(ErrorCode.EMPTY_DATA, "the request has no rows")
+    if count > limit:
+        raise ApiError(
+            ErrorCode.TOO_MANY_ROWS,
+            f"{count} rows exceed the limit of {limit} per request (AGBENTO_MAX_ROWS); "
+            "split the request or use the batch client",
+        )
 
 
 def _preview(name: str, limit: int = 40) -> str:
@@ -71,14 +82,12 @@ class TableBounds:
         )
 
     def check_rows(self, rows: int) -> None:
-        if rows > self.max_rows:
-            raise too_many_rows(rows, self.max_rows)
+        check_row_count(rows, self.max_rows)
 
     def check_cells(self, cells: int, what: str = "values") -> None:
         if cells > self.max_cells:
             raise ApiError(
-                413,
-                "too_many_values",
+                ErrorCode.TOO_MANY_VALUES,
                 f"the body holds {cells} {what}, more than the limit of {self.max_cells} "
                 "per request (AGBENTO_MAX_CELLS); split the request or use the batch client",
             )
@@ -86,16 +95,14 @@ class TableBounds:
     def check_field_count(self, count: int, where: str) -> None:
         if count > self.max_columns:
             raise ApiError(
-                413,
-                "too_many_columns",
+                ErrorCode.TOO_MANY_COLUMNS,
                 f"{where} has {count} fields, more than the limit of {self.max_columns}",
             )
 
     def check_name(self, name: str, where: str) -> None:
         if len(name) > self.max_name_chars:
             raise ApiError(
-                400,
-                "field_name_too_long",
+                ErrorCode.FIELD_NAME_TOO_LONG,
                 f"{where} has a field name of {len(name)} characters ({_preview(name)}), "
                 f"longer than the limit of {self.max_name_chars}",
             )
@@ -107,8 +114,7 @@ class TableBounds:
     def check_number(self, literal: str) -> None:
         if len(literal) > self.max_number_chars:
             raise ApiError(
-                400,
-                "number_too_long",
+                ErrorCode.NUMBER_TOO_LONG,
                 f"a number literal of {len(literal)} characters ({literal[:20]}...) is longer "
                 f"than the limit of {self.max_number_chars}",
             )
@@ -116,8 +122,7 @@ class TableBounds:
     def check_decoded_bytes(self, size: int, what: str) -> None:
         if size > self.max_decoded_bytes:
             raise ApiError(
-                413,
-                "decoded_too_large",
+                ErrorCode.DECODED_TOO_LARGE,
                 f"{what} decodes to {size} bytes, more than the limit of "
                 f"{self.max_decoded_bytes} ({DECODED_BYTES_PER_BODY_BYTE} x "
                 "AGBENTO_MAX_BODY_BYTES); split the request or use the batch client",

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agbento.metrics import CACHE_LATENCY, CACHE_LOOKUPS
+from agbento.settings import Settings
 
 logger = logging.getLogger("agbento.cache")
 
@@ -179,6 +180,12 @@ class CacheConfig:
     timeout_ms: int = 50
     memory_bytes: int = 64 * 1024 * 1024
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CacheConfig:
+        return cls(url=settings.cache_url, ttl_s=settings.cache_ttl_s,
+                   timeout_ms=settings.cache_timeout_ms,
+                   memory_bytes=settings.cache_memory_mb * 1024 * 1024)
+
 
 def open_backend(config: CacheConfig) -> CacheBackend | None:
     if config.url in ("", "off", "none"):
@@ -254,9 +261,12 @@ class PredictionCache:
             CACHE_LATENCY.labels(operation="store").observe(time.perf_counter() - start)
 
     async def clear(self) -> int:
+        """Drop the served model's cached answers; how many were dropped."""
         if self.backend is None:
             return 0
-        return await self.backend.clear(self.prefix)
+        removed = await self.backend.clear(self.prefix)
+        logger.info("cache cleared", extra={"fields": {"removed": removed, "model": self.prefix}})
+        return removed
 
     def _available(self) -> bool:
         return self.backoff.available()

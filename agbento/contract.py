@@ -8,58 +8,32 @@ the per-row answers of the batched model service.
 from __future__ import annotations
 
 import json
-import re
-import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from starlette.responses import JSONResponse, Response
-
-from agbento.errors import ApiError
+from agbento.bounds import check_row_count
+from agbento.errors import ApiError, ErrorCode
 from agbento.inference import ScoredRequest
-from agbento.schema import ExtraFieldsPolicy, ValidatedRows
+from agbento.schema import ExtraFieldsPolicy, OnError, ValidatedRows
 from agbento.store import ModelCard
-
-REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def request_id_from(headers: Any) -> str:
-    """The caller's X-Request-ID when it is sane, else a fresh one."""
-    given = headers.get(REQUEST_ID_HEADER) if headers is not None else None
-    if given and _REQUEST_ID_OK.match(given):
-        return given
-    return uuid.uuid4().hex
-
-
-def json_response(
-    body: dict[str, Any] | bytes, status: int, request_id: str, retry_after_s: int | None = None
-) -> Response:
-    """A JSON answer (a dict, or bytes already rendered) with the request id header."""
-    headers = {REQUEST_ID_HEADER: request_id}
-    if retry_after_s is not None:
-        headers["Retry-After"] = str(retry_after_s)
-    if isinstance(body, bytes):
-        return Response(body, status_code=status, headers=headers,
-                        media_type="application/json")
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-OnError = Literal["fail", "skip"]
-ON_ERROR_CHOICES: tuple[str, ...] = ("fail", "skip")
+# What an answer body holds: predictions (and probabilities), or probabilities only.
+AnswerShape = Literal["predictions", "probabilities"]
 
 
-def too_many_rows(count: int, limit: int) -> ApiError:
-    return ApiError(
-        413,
-        "too_many_rows",
-        f"{count} rows exceed the limit of {limit} per request (AGBENTO_MAX_ROWS); "
-        "split the request or use the batch client",
-    )
+@dataclass(frozen=True)
+class PlacedAnswer:
+    """Request row i at position i, as JSON fragments; rows not answered are listed."""
+
+    predictions: str
+    probabilities: str  # "null" for a regression model
+    errors: list[dict[str, Any]]
 
 
 class PredictionContract:
@@ -79,44 +53,34 @@ class PredictionContract:
         with "skip" the problems travel on with the good rows and are answered in place.
         """
         if not isinstance(data, list):
-            raise ApiError(400, "bad_request", "`data` must be a list of row objects")
-        if not data:
-            raise ApiError(400, "empty_data", "`data` has no rows")
-        if len(data) > self.max_rows:
-            raise too_many_rows(len(data), self.max_rows)
+            raise ApiError(ErrorCode.BAD_REQUEST, "`data` must be a list of row objects")
+        check_row_count(len(data), self.max_rows)
         validated = self.schema.validate_rows(data, self.extra_fields)
         if not validated.ok and on_error == "fail":
             bad_rows = len({p.row for p in validated.problems})
             raise ApiError(
-                422,
-                "invalid_rows",
+                ErrorCode.INVALID_ROWS,
                 f"{len(validated.problems)} problem(s) in {bad_rows} of {len(data)} row(s)",
                 [p.to_dict() for p in validated.problems],
             )
         return validated
 
-    def require_classifier(self) -> None:
-        if not self.card.is_classification:
+    def require_shape(self, shape: AnswerShape) -> None:
+        """Probabilities only exist for a classifier."""
+        if shape == "probabilities" and not self.card.is_classification:
             raise ApiError(
-                400,
-                "not_a_classifier",
+                ErrorCode.NOT_A_CLASSIFIER,
                 f"model {self.card.tag} is a {self.card.problem_type} model: it has no class "
                 "probabilities; use /predict",
             )
 
-    def answer(
-        self,
-        rows: ValidatedRows,
-        total: int,
-        scored: ScoredRequest | None,
-        request_id: str,
-        probabilities_only: bool = False,
-        on_error: OnError = "fail",
-    ) -> bytes:
-        """The answer body as JSON bytes: request row i at position i.
+    def place(self, rows: ValidatedRows, total: int, scored: ScoredRequest | None,
+              on_error: OnError = "fail") -> PlacedAnswer:
+        """Each scored row at its request index, null for the rows not answered.
 
-        The common case (every row scored) splices the model's JSON fragments into the body
-        without parsing them; otherwise failed rows become null and are listed in `errors`.
+        The common case (every row scored) keeps the model's JSON fragments as they are,
+        without parsing them. A row the model could not score fails the request, unless
+        on_error="skip" (then it is listed in `errors` with the rows the schema refused).
         """
         failures = [] if scored is None else [
             {"row": rows.indices[f["row"]], "field": None, "problem": f["problem"]}
@@ -124,32 +88,19 @@ class PredictionContract:
         ]
         if failures and on_error == "fail":
             raise ApiError(
-                422,
-                "model_rejected_rows",
+                ErrorCode.MODEL_REJECTED_ROWS,
                 f"the model could not score {len(failures)} row(s)",
                 failures,
             )
-        rest = {
-            "model": self.reference,
-            "timestamp": now_iso(),
-            "request_id": request_id,
-            "ignored_fields": rows.ignored_fields,
-            "errors": sorted([p.to_dict() for p in rows.problems] + failures,
-                             key=lambda e: e["row"]),
-            "input_drift": rows.drift(),
-        }
-        if probabilities_only:
-            rest = {"classes": list(self.schema.label.classes or ()), **rest}
+        errors = sorted([p.to_dict() for p in rows.problems] + failures, key=lambda e: e["row"])
         if scored is not None and len(rows.rows) == total:
             predictions, probabilities = scored.predictions, scored.probabilities
-        else:  # place what was scored at its request index, null elsewhere
+        else:
             placed_predictions: list[Any] = [None] * total
             placed_probabilities: list[Any] = [None] * total
             if scored is not None:
                 for index, prediction, proba in zip(
-                    rows.indices,
-                    scored.prediction_values,
-                    scored.probability_values,
+                    rows.indices, scored.prediction_values, scored.probability_values,
                     strict=True,
                 ):
                     placed_predictions[index], placed_probabilities[index] = prediction, proba
@@ -157,6 +108,22 @@ class PredictionContract:
             probabilities = json.dumps(placed_probabilities)
         if not self.card.is_classification:
             probabilities = "null"
-        head = (f'{{"probabilities":{probabilities}' if probabilities_only
-                else f'{{"predictions":{predictions},"probabilities":{probabilities}')
+        return PlacedAnswer(predictions, probabilities, errors)
+
+    def render(self, placed: PlacedAnswer, rows: ValidatedRows, request_id: str,
+               shape: AnswerShape = "predictions") -> bytes:
+        """The answer body as JSON bytes (PRODUCT.md; `response_models` describes it)."""
+        rest: dict[str, Any] = {
+            "model": self.reference,
+            "timestamp": now_iso(),
+            "request_id": request_id,
+            "ignored_fields": rows.ignored_fields,
+            "errors": placed.errors,
+            "input_drift": rows.drift(),
+        }
+        if shape == "probabilities":
+            rest = {"classes": list(self.schema.label.classes or ()), **rest}
+            head = f'{{"probabilities":{placed.probabilities}'
+        else:
+            head = f'{{"predictions":{placed.predictions},"probabilities":{placed.probabilities}'
         return (head + "," + json.dumps(rest, separators=(",", ":"))[1:]).encode()

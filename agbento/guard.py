@@ -31,8 +31,8 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agbento.contract import REQUEST_ID_HEADER, request_id_from
-from agbento.errors import ApiError
+from agbento.errors import ApiError, ErrorCode
+from agbento.http import REQUEST_ID_HEADER, request_id_from
 from agbento.metrics import INTERNAL_ERRORS
 
 logger = logging.getLogger("agbento.errors")
@@ -42,7 +42,7 @@ _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 
 
 def internal_error() -> ApiError:
-    return ApiError(500, "internal_error", INTERNAL_ERROR_MESSAGE)
+    return ApiError(ErrorCode.INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE)
 
 
 def report_internal_error(request_id: str, method: str, path: str,

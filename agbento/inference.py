@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from agbento.errors import ApiError
+from agbento.errors import ApiError, ErrorCode
 from agbento.metrics import BATCH_REQUESTS, BATCH_ROWS, INFERENCE_DURATION, MODEL_READY
 from agbento.schema import FeatureSchema
 from agbento.store import ModelCard, verify_model
@@ -38,6 +38,11 @@ MAX_LOGGED_ROW_ERRORS = 20
 def encode_rows(rows: list[list[Any]]) -> str:
     """One request's validated rows for the batched endpoint (values in schema order)."""
     return json.dumps(rows, separators=(",", ":"), allow_nan=False)
+
+
+def decode_rows(encoded: str) -> list[list[Any]]:
+    """The inverse of `encode_rows`, on the model service's side."""
+    return json.loads(encoded)
 
 
 @dataclass
@@ -69,7 +74,7 @@ class ScoredRequest:
         """This answer, or a 503 model_error when the model itself is broken."""
         if self.model_error is not None:
             raise ApiError(
-                503, "model_error",
+                ErrorCode.MODEL_ERROR,
                 f"the model is failing ({self.model_error}), also on its known-good warm-up "
                 "rows: the service is not ready; retry later", retry_after_s=MODEL_RETRY_S)
         return self
@@ -146,7 +151,7 @@ class TabularRuntime:
         self.ready = True
 
     def score_requests(self, requests: list[str]) -> list[ScoredRequest]:
-        groups = [json.loads(r) for r in requests]
+        groups = [decode_rows(r) for r in requests]
         if self.fault is not None:  # broken: answer at once, the re-try thread heals it
             return [ScoredRequest.broken(self.fault) for _ in groups]
         start = time.perf_counter()

@@ -14,11 +14,8 @@ to is bounded too, before it is decoded (`agbento.bounds`).
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import decimal
 import io
 import json
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,8 +26,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agbento.bounds import TableBounds, json_key_bytes
-from agbento.contract import ON_ERROR_CHOICES, json_response, request_id_from
-from agbento.errors import ApiError
+from agbento.errors import ApiError, ErrorCode
+from agbento.http import error_response, request_id_from
+from agbento.routes import route_for
+from agbento.schema import ON_ERROR_CHOICES, json_value
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
@@ -62,7 +61,7 @@ class PredictionBody:
             )
             return text.encode("utf-8")
         except UnicodeEncodeError:
-            raise ApiError(400, "invalid_json", "the body holds invalid unicode") from None
+            raise ApiError(ErrorCode.INVALID_JSON, "the body holds invalid unicode") from None
 
 
 def media_type(content_type: str | None) -> str:
@@ -87,23 +86,20 @@ def read_prediction_body(
         body = PredictionBody(records_from_parquet(raw, bounds), on_error or "fail")
     else:
         raise ApiError(
-            415,
-            "unsupported_media_type",
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"content type {kind!r} is not supported; send application/json, text/csv or "
             "application/vnd.apache.parquet",
         )
     if body.on_error not in ON_ERROR_CHOICES:
         raise ApiError(
-            400, "bad_request", f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}"
+            ErrorCode.BAD_REQUEST, f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}"
         )
-    if not body.records:
-        raise ApiError(400, "empty_data", "the request has no rows")
     bounds.check_rows(len(body.records))
     return body
 
 
 def _reject_constant(name: str) -> Any:
-    raise ApiError(400, "invalid_json", f"{name} is not valid JSON; send null or a number")
+    raise ApiError(ErrorCode.INVALID_JSON, f"{name} is not valid JSON; send null or a number")
 
 
 # Bytes a JSON value count looks at per step (numpy), so the count costs little memory.
@@ -161,7 +157,7 @@ class _BoundedJson:
         result: dict[str, Any] = {}
         for key, value in pairs:
             if key in result:
-                raise ApiError(400, "invalid_json", f"duplicate key {key!r} in a JSON object")
+                raise ApiError(ErrorCode.INVALID_JSON, f"duplicate key {key!r} in a JSON object")
             self.bounds.check_name(key, "a JSON object")
             result[key] = value
         return result
@@ -180,12 +176,12 @@ _TOO_DEEP = re.compile(rb"[\[{](?:\s*[\[{]){1000}")
 
 
 def _too_deep() -> ApiError:
-    return ApiError(400, "invalid_json", "the JSON is nested too deeply")
+    return ApiError(ErrorCode.INVALID_JSON, "the JSON is nested too deeply")
 
 
 def parse_json(raw: bytes, bounds: TableBounds) -> Any:
     if not raw.strip():
-        raise ApiError(400, "invalid_json", "the body is empty; send {\"data\": [rows]}")
+        raise ApiError(ErrorCode.INVALID_JSON, "the body is empty; send {\"data\": [rows]}")
     values = json_value_count(raw, bounds.max_cells)
     if values > bounds.max_cells:
         if _TOO_DEEP.search(raw):  # say what is wrong first: it would never parse
@@ -201,11 +197,11 @@ def parse_json(raw: bytes, bounds: TableBounds) -> Any:
         )
     except json.JSONDecodeError as exc:
         raise ApiError(
-            400, "invalid_json", f"not valid JSON: {exc.msg} at line {exc.lineno} column "
+            ErrorCode.INVALID_JSON, f"not valid JSON: {exc.msg} at line {exc.lineno} column "
             f"{exc.colno}"
         ) from None
     except UnicodeDecodeError:
-        raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
+        raise ApiError(ErrorCode.INVALID_JSON, "the body is not UTF-8 text") from None
     except RecursionError:
         raise _too_deep() from None
 
@@ -228,20 +224,19 @@ def canonical(document: Any, raw: bytes) -> bool:
 def body_from_json(document: Any, bounds: TableBounds) -> PredictionBody:
     if not isinstance(document, dict):
         raise ApiError(
-            400, "bad_request", 'the body must be a JSON object such as {"data": [rows]}'
+            ErrorCode.BAD_REQUEST, 'the body must be a JSON object such as {"data": [rows]}'
         )
     unknown = sorted(set(document) - TOP_LEVEL_KEYS)
     if unknown:
         raise ApiError(
-            400,
-            "bad_request",
+            ErrorCode.BAD_REQUEST,
             f"unknown top-level key(s) {', '.join(map(repr, unknown))}; expected one of "
             f"{', '.join(ROW_KEYS)}, and optionally on_error",
         )
     given = [key for key in ROW_KEYS if key in document]
     if len(given) != 1:
         raise ApiError(
-            400, "bad_request", f"send exactly one of {', '.join(ROW_KEYS)} (got {len(given)})"
+            ErrorCode.BAD_REQUEST, f"send exactly one of {', '.join(ROW_KEYS)} (got {len(given)})"
         )
     on_error = document.get("on_error", "fail")
     if given[0] == "dataframe_split":
@@ -249,7 +244,7 @@ def body_from_json(document: Any, bounds: TableBounds) -> PredictionBody:
     else:
         records = document[given[0]]
         if not isinstance(records, list):
-            raise ApiError(400, "bad_request", f"`{given[0]}` must be a list of row objects")
+            raise ApiError(ErrorCode.BAD_REQUEST, f"`{given[0]}` must be a list of row objects")
     return PredictionBody(records, on_error)
 
 
@@ -257,13 +252,13 @@ def records_from_split(split: Any, bounds: TableBounds) -> list[dict[str, Any]]:
     """MLflow's column-oriented form: {"columns": [...], "data": [[...], ...]}."""
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
         raise ApiError(
-            400, "bad_request", '`dataframe_split` must be {"columns": [...], "data": [[...]]}'
+            ErrorCode.BAD_REQUEST, '`dataframe_split` must be {"columns": [...], "data": [[...]]}'
         )
     columns, rows = split["columns"], split.get("data")
     if not all(isinstance(c, str) for c in columns) or len(set(columns)) != len(columns):
-        raise ApiError(400, "bad_request", "`dataframe_split.columns` must be distinct strings")
+        raise ApiError(ErrorCode.BAD_REQUEST, "`dataframe_split.columns` must be distinct strings")
     if not isinstance(rows, list):
-        raise ApiError(400, "bad_request", "`dataframe_split.data` must be a list of rows")
+        raise ApiError(ErrorCode.BAD_REQUEST, "`dataframe_split.data` must be a list of rows")
     bounds.check_field_count(len(columns), "`dataframe_split.columns`")
     bounds.check_names(columns, "`dataframe_split.columns`")
     bounds.check_rows(len(rows))
@@ -276,7 +271,7 @@ def records_from_split(split: Any, bounds: TableBounds) -> list[dict[str, Any]]:
     ]
     if problems:
         raise ApiError(
-            400, "bad_request", f"{len(problems)} row(s) do not match `columns`", problems
+            ErrorCode.BAD_REQUEST, f"{len(problems)} row(s) do not match `columns`", problems
         )
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
@@ -309,7 +304,7 @@ def records_from_csv(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]]:
                 continue
             if len(fields) > width:
                 raise ApiError(
-                    400, "invalid_csv",
+                    ErrorCode.INVALID_CSV,
                     f"line {reader.line_num}: {len(fields)} fields, the header has {width}",
                 )
             bounds.check_rows(len(records) + 1)
@@ -323,10 +318,10 @@ def records_from_csv(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]]:
             })
     except csv.Error as exc:
         raise ApiError(
-            400, "invalid_csv", f"cannot read the CSV body: line {reader.line_num}: {exc}"
+            ErrorCode.INVALID_CSV, f"cannot read the CSV body: line {reader.line_num}: {exc}"
         ) from None
     except UnicodeDecodeError:
-        raise ApiError(400, "invalid_csv", "the CSV body is not UTF-8 text") from None
+        raise ApiError(ErrorCode.INVALID_CSV, "the CSV body is not UTF-8 text") from None
     return records
 
 
@@ -348,8 +343,7 @@ class _CsvLines:
         self._record_chars += len(line)
         if self._record_chars > self._bounds.max_line_chars:
             raise ApiError(
-                400,
-                "line_too_long",
+                ErrorCode.LINE_TOO_LONG,
                 f"a CSV record is longer than the limit of {self._bounds.max_line_chars} "
                 "characters",
             )
@@ -361,12 +355,12 @@ class _CsvLines:
 
 def _csv_header(fields: list[str] | None, bounds: TableBounds) -> list[str]:
     if not fields:
-        raise ApiError(400, "invalid_csv", "the CSV body has no header row")
+        raise ApiError(ErrorCode.INVALID_CSV, "the CSV body has no header row")
     bounds.check_field_count(len(fields), "the CSV header")
     bounds.check_names(fields, "the CSV header")
     header = [name or f"Unnamed: {i}" for i, name in enumerate(fields)]
     if len(set(header)) != len(header):
-        raise ApiError(400, "invalid_csv", "the CSV header repeats a column name")
+        raise ApiError(ErrorCode.INVALID_CSV, "the CSV header repeats a column name")
     return header
 
 
@@ -426,25 +420,25 @@ def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]
     except OSError as exc:
         if "Exceeded size limit" in str(exc):
             raise ApiError(
-                413, "too_many_columns",
+                ErrorCode.TOO_MANY_COLUMNS,
                 f"the Parquet footer holds a list (columns, row groups or metadata) longer "
                 f"than {longest_list}, or a string longer than {bounds.max_decoded_bytes} bytes",
             ) from None
-        raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
+        raise ApiError(ErrorCode.INVALID_PARQUET, f"cannot read the Parquet body: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
-        raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
+        raise ApiError(ErrorCode.INVALID_PARQUET, f"cannot read the Parquet body: {exc}") from None
     names = [name for name in schema.names if name not in index_columns]
     nested = [field for field in schema if _is_nested(field.type)]
     if nested:
         raise ApiError(
-            400, "invalid_parquet",
+            ErrorCode.INVALID_PARQUET,
             f"column {_short(nested[0].name)} is nested ({nested[0].type}); send flat columns",
         )
     if len(set(names)) != len(names):
-        raise ApiError(400, "invalid_parquet", "the Parquet body repeats a column name")
+        raise ApiError(ErrorCode.INVALID_PARQUET, "the Parquet body repeats a column name")
     bounds.check_field_count(metadata.num_columns, "the Parquet body")
     if metadata.num_row_groups > bounds.max_rows:  # only empty groups could be that many
-        raise ApiError(400, "invalid_parquet",
+        raise ApiError(ErrorCode.INVALID_PARQUET,
                        f"the Parquet body has {metadata.num_row_groups} row groups, more than "
                        f"the {bounds.max_rows} rows a request may hold")
     groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
@@ -472,7 +466,7 @@ def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]
     except ApiError:
         raise
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
-        raise ApiError(400, "invalid_parquet", f"cannot read the Parquet body: {exc}") from None
+        raise ApiError(ErrorCode.INVALID_PARQUET, f"cannot read the Parquet body: {exc}") from None
     return records
 
 
@@ -493,64 +487,26 @@ def _short(name: str) -> str:
     return repr(name if len(name) <= 40 else name[:37] + "...")
 
 
-def json_value(value: Any) -> Any:
-    """A cell from a file as a JSON value; infinities become text the schema rejects."""
-    if value is None:
-        return None
-    if hasattr(value, "item") and not isinstance(value, (list, dict)):
-        try:
-            value = value.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, decimal.Decimal):
-        return json_value(float(value))
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
-    if isinstance(value, Iterable):
-        return [json_value(v) for v in value]
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(value)
-
-
 class PredictionIntake:
     """ASGI middleware for the prediction routes: limits, parsing, one body shape."""
 
     def __init__(
         self,
         app: ASGIApp,
-        paths: Iterable[str],
         max_body_bytes: int,
         max_rows: int,
         max_cells: int | None = None,
         feature_names: Iterable[str] = (),
     ) -> None:
         self.app = app
-        self.paths = frozenset(paths)
         self.max_body_bytes = max_body_bytes
         self.bounds = TableBounds.for_service(
             max_rows, max_body_bytes, max_cells, list(feature_names)
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths or scope["method"] != "POST":
+        if (scope["type"] != "http" or scope["method"] != "POST"
+                or not route_for(scope["path"]).prediction):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -563,8 +519,7 @@ class PredictionIntake:
                 headers.get("content-type"), raw, self.bounds, on_error
             ).to_json()
         except ApiError as error:
-            response = json_response(error.body(request_id), error.status, request_id)
-            await response(scope, receive, send)
+            await error_response(error, request_id)(scope, receive, send)
             return
         kept = [
             (k, v) for k, v in scope["headers"]
@@ -585,7 +540,7 @@ class PredictionIntake:
     async def _read(self, headers: Headers, receive: Receive) -> bytes:
         if headers.get("content-encoding", "identity").lower() != "identity":
             raise ApiError(
-                415, "unsupported_media_type", "compressed request bodies are not supported"
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE, "compressed request bodies are not supported"
             )
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -595,7 +550,7 @@ class PredictionIntake:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise ApiError(400, "bad_request", "the client disconnected mid-body")
+                raise ApiError(ErrorCode.BAD_REQUEST, "the client disconnected mid-body")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
@@ -606,8 +561,7 @@ class PredictionIntake:
 
     def _too_large(self, size: int) -> ApiError:
         return ApiError(
-            413,
-            "body_too_large",
+            ErrorCode.BODY_TOO_LARGE,
             f"the body ({size} bytes or more) exceeds the limit of {self.max_body_bytes} bytes "
             "(AGBENTO_MAX_BODY_BYTES); split the request or use the batch client",
         )

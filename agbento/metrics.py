@@ -7,8 +7,8 @@ bounded sets: endpoints, statuses, key *ids* (never keys), error codes, feature 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -88,3 +88,34 @@ def observe_values(predictions: Iterable[Any], histogram: Histogram) -> None:
     for value in predictions:
         if isinstance(value, (int, float)):
             histogram.observe(value)
+
+
+class PredictionSink(Protocol):
+    def maybe_log(self, rows: list[list[Any]], predictions: list[Any]) -> bool: ...
+
+
+class ScoredValues(Protocol):
+    prediction_values: list[Any]
+    probability_values: list[Any]
+
+
+class PredictionObserver:
+    """What was predicted, for dashboards (classes and confidence, or values), and for the
+    sampled prediction log."""
+
+    def __init__(self, classification: bool, label_range: Sequence[float] | None,
+                 sink: PredictionSink) -> None:
+        self.classification = classification
+        self.sink = sink
+        self.values = (regression_value_histogram(*label_range)
+                       if label_range and not classification else None)
+
+    def observe(self, rows: list[list[Any]], scored: ScoredValues | None) -> None:
+        if scored is None:
+            return
+        predictions = scored.prediction_values
+        self.sink.maybe_log(rows, predictions)
+        if self.classification:
+            observe_classes(predictions, scored.probability_values)
+        elif self.values is not None:
+            observe_values(predictions, self.values)

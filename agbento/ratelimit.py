@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from agbento.cache import Backoff, is_redis_url, redis_client
 from agbento.metrics import RATE_LIMIT_FAIL_OPEN
+from agbento.settings import Settings
 
 logger = logging.getLogger("agbento.ratelimit")
 
@@ -145,6 +146,12 @@ class RateLimitConfig:
     cache_url: str = "memory"
     api_workers: int = 1
     timeout_ms: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimitConfig:
+        return cls(rps=settings.rate_limit_rps, burst=settings.rate_limit_burst,
+                   url=settings.rate_limit_url, cache_url=settings.cache_url,
+                   api_workers=settings.api_workers, timeout_ms=settings.rate_limit_timeout_ms)
 
     @property
     def store(self) -> str:

@@ -14,11 +14,12 @@ import time
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agbento.contract import request_id_from
+from agbento.errors import ErrorCode
+from agbento.http import request_id_from
 from agbento.metrics import REQUEST_DURATION, REQUESTS, ROWS, VALIDATION_FAILURES
+from agbento.routes import endpoint_label, route_for
 
 logger = logging.getLogger("agbento.requests")
-QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 MAX_ERROR_BODY = 8192
 
 
@@ -28,7 +29,7 @@ class RequestLog:
         self.model_tag = model_tag
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in QUIET_PATHS:
+        if scope["type"] != "http" or not route_for(scope["path"]).logged:
             await self.app(scope, receive, send)
             return
         request_id = request_id_from(Headers(scope=scope))
@@ -54,7 +55,8 @@ class RequestLog:
             # ErrorGuard (outside) answers it: say so here, the error body is not sent yet
             if not error_body:
                 error_body.extend(json.dumps({"error": {
-                    "code": "internal_error", "message": type(exc).__name__}}).encode())
+                    "code": ErrorCode.INTERNAL_ERROR.value,
+                    "message": type(exc).__name__}}).encode())
             raise
         finally:
             elapsed = time.perf_counter() - start
@@ -62,7 +64,7 @@ class RequestLog:
 
     def _record(self, scope: Scope, state: dict, request_id: str, status: int,
                 elapsed: float, error_body: bytes) -> None:
-        endpoint = scope["path"] if scope["path"] in KNOWN_ENDPOINTS else "other"
+        endpoint = endpoint_label(scope["path"])
         key_id = state.get("key_id", "-")
         rows = state.get("rows", 0)
         REQUESTS.labels(endpoint=endpoint, status=str(status), key_id=key_id).inc()
@@ -78,10 +80,6 @@ class RequestLog:
             if 400 <= status < 500:
                 VALIDATION_FAILURES.labels(reason=code).inc()
         logger.info("request", extra={"fields": line})
-
-
-KNOWN_ENDPOINTS = frozenset({"/predict", "/predict_proba", "/model/info", "/health",
-                             "/admin/cache/clear", "/docs.json", "/"})
 
 
 def error_of(body: bytes) -> tuple[str, str]:

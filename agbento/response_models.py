@@ -7,9 +7,9 @@ these models instead, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 
 class ModelReference(BaseModel):
@@ -61,3 +61,15 @@ class ProbabilityResponse(BaseModel):
     ignored_fields: list[str] = Field(default_factory=list)
     errors: list[RowError] = Field(default_factory=list)
     input_drift: InputDrift = Field(default_factory=InputDrift)
+
+
+def request_rows_type(row_json_schema: dict[str, Any], examples: list[dict[str, Any]]) -> Any:
+    """The `data` parameter as /docs.json shows it: this model's rows, with real examples.
+
+    Validation stays ours (422 naming row and field), so the type BentoML checks is loose.
+    """
+    return Annotated[
+        list[Any],
+        WithJsonSchema({"type": "array", "items": row_json_schema}),
+        Field(examples=[examples[:2]], description="rows: feature name -> value"),
+    ]

@@ -27,6 +27,8 @@ class Route:
     logged: bool = True
     # a prediction body: read within limits and made canonical before BentoML parses it
     prediction: bool = False
+    # counted against AGBENTO_MAX_INFLIGHT (refused with 503 beyond it)
+    guarded: bool = False
     # /metrics is open unless AGBENTO_METRICS_AUTH asks for the admin permission
     metrics: bool = False
 
@@ -36,7 +38,7 @@ class Route:
         return self.permission
 
 
-PREDICTION = Route(Permission.PREDICT, prediction=True)
+PREDICTION = Route(Permission.PREDICT, prediction=True, guarded=True)
 PROBE = Route(None, logged=False)
 DOCS = Route(None)
 

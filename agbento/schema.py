@@ -10,16 +10,17 @@ One `FeatureSchema` serves three purposes:
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
 
 FeatureKind = Literal["numeric", "categorical", "boolean", "datetime", "text"]
-KINDS: tuple[str, ...] = ("numeric", "categorical", "boolean", "datetime", "text")
 
 # How many observed categories we keep per feature (ids and the like have thousands).
 MAX_STORED_CATEGORIES = 200
@@ -31,6 +32,16 @@ TEXT_MIN_UNIQUE_RATIO = 0.5
 MAX_STRING_CHARS = 10_000
 
 ExtraFieldsPolicy = Literal["ignore", "reject"]
+CLASSIFICATION_PROBLEMS = frozenset({"binary", "multiclass"})
+
+
+def is_classification(problem_type: str) -> bool:
+    """AutoGluon's problem types with classes (and so class probabilities)."""
+    return problem_type in CLASSIFICATION_PROBLEMS
+
+# What a request's bad rows do: fail the request, or answer null in place (skip).
+OnError = Literal["fail", "skip"]
+ON_ERROR_CHOICES: tuple[str, ...] = get_args(OnError)
 
 _TRUE = {"true", "yes", "1", "t", "y"}
 _FALSE = {"false", "no", "0", "f", "n"}
@@ -126,17 +137,42 @@ class ValidatedRows:
         return {"unseen_categories": self.unseen_categories, "out_of_range": self.out_of_range}
 
 
-def _json_scalar(value: Any) -> Any:
-    """numpy/pandas scalars to plain JSON-able Python values."""
+def json_value(value: Any) -> Any:
+    """A cell (numpy, pandas, Arrow, a file's) as a plain JSON value.
+
+    NaN and NA become null; infinities become text, which the schema rejects by row and field.
+    """
     if value is None:
         return None
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (pd.Timestamp,)):
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return json_value(float(value))
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
-    return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, Iterable):
+        return [json_value(v) for v in value]
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
 
 
 def _all_parse(values: pd.Series, parse: Any) -> bool:
@@ -235,8 +271,8 @@ class FeatureSchema:
             derive_feature(str(col), table[col]) for col in table.columns if col != label
         )
         classes = None
-        if problem_type in ("binary", "multiclass"):
-            classes = tuple(sorted(_json_scalar(v) for v in table[label].dropna().unique()))
+        if is_classification(problem_type):
+            classes = tuple(sorted(json_value(v) for v in table[label].dropna().unique()))
         return cls(features=features, label=LabelInfo(label, problem_type, classes))
 
     def to_dict(self) -> dict[str, Any]:
@@ -461,5 +497,5 @@ def _preview(value: Any, limit: int = 40) -> str:
 def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A table as JSON-able records (NaN -> null, numpy scalars -> Python)."""
     return [
-        {str(k): _json_scalar(v) for k, v in rec.items()} for rec in frame.to_dict("records")
+        {str(k): json_value(v) for k, v in rec.items()} for rec in frame.to_dict("records")
     ]

@@ -1,8 +1,9 @@
-"""Cache-first scoring: rows the cache knows are answered from it, the rest by the model.
+"""Scoring from the API's side: the call to the model service, and the cache in front.
 
-`CachedScorer` knows nothing of HTTP or BentoML: it is handed the function that scores
-rows (the call to the batched model service) and the cache, so a unit test can drive it
-with a stub.
+`ModelServiceClient` turns what can go wrong on the hop to the batched model service into
+our answers (503 `model_unavailable`, `overloaded`, `model_error`). `CachedScorer` knows
+nothing of HTTP or BentoML: it is handed the function that scores rows and the cache, so a
+unit test can drive it with a stub.
 """
 
 from __future__ import annotations
@@ -11,8 +12,54 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
+from bentoml.exceptions import ServiceUnavailable
+
 from agbento.cache import PredictionCache
-from agbento.inference import ScoredRequest
+from agbento.errors import ApiError, ErrorCode
+from agbento.inference import ScoredRequest, encode_rows
+from agbento.overload import overloaded
+
+# The model service went away under a call (killed, restarting, shutting down): before it
+# answered, or after its headers and before the whole body (a payload error).
+MODEL_GONE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+RETRY_AFTER_S = 1
+
+
+class ModelServiceClient:
+    """Calls the batched `score` endpoint of the model service (a `bentoml.depends` handle)."""
+
+    def __init__(self, score: Callable[[list[str]], Awaitable[list[dict[str, Any]]]],
+                 wait_s: float) -> None:
+        self.remote_score = score
+        self.wait_s = wait_s
+
+    async def score(self, rows: list[list[Any]]) -> ScoredRequest:
+        payload = [encode_rows(rows)]
+        try:
+            # a crashed model worker is restarted, and until it accepts, calls wait in its
+            # socket's backlog: bound that wait rather than stall every client with it
+            async with asyncio.timeout(self.wait_s):
+                try:
+                    (answer,) = await self.remote_score(payload)
+                except MODEL_GONE:
+                    # BentoML's client may close a pooled connection under a request in
+                    # flight (BENTOML-NOTES.md); scoring is idempotent, so one retry is safe
+                    (answer,) = await self.remote_score(payload)
+        except TimeoutError:
+            raise ApiError(ErrorCode.MODEL_UNAVAILABLE,
+                           f"the model service did not answer within {self.wait_s:g} s "
+                           "(AGBENTO_MODEL_WAIT_S); retry later",
+                           retry_after_s=RETRY_AFTER_S) from None
+        except MODEL_GONE as exc:
+            # the model service is gone (restarting, shutting down): transient, say so
+            raise ApiError(ErrorCode.MODEL_UNAVAILABLE,
+                           f"the model service cannot be reached ({type(exc).__name__}); "
+                           "retry later", retry_after_s=RETRY_AFTER_S) from None
+        except ServiceUnavailable as exc:
+            # the batcher could not meet max_latency_ms: the model is saturated
+            raise overloaded(f"the model service is saturated ({exc}); retry later") from None
+        return ScoredRequest.from_dict(answer).unless_model_broken()
 
 ScoreFn = Callable[[list[list[Any]]], Awaitable[ScoredRequest]]
 

@@ -7,12 +7,14 @@ import importlib.metadata
 import platform
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import bentoml
+from packaging.version import InvalidVersion, Version
 
-from agbento.schema import FeatureSchema
+from agbento.schema import FeatureSchema, is_classification
 
 PREDICTOR_DIR = "predictor"
 
@@ -30,9 +32,9 @@ def file_digests(root: Path) -> dict[str, str]:
     digests: dict[str, str] = {}
     for path in sorted(Path(root).rglob("*")):
         if path.is_file():
-            digests[path.relative_to(root).as_posix()] = hashlib.sha256(
-                path.read_bytes()
-            ).hexdigest()
+            with path.open("rb") as handle:  # streamed: a model file may be large
+                digests[path.relative_to(root).as_posix()] = hashlib.file_digest(
+                    handle, "sha256").hexdigest()
     return digests
 
 
@@ -58,8 +60,9 @@ class ModelCard:
     def predictor_path(self) -> Path:
         return self.path / PREDICTOR_DIR
 
-    @property
+    @cached_property
     def schema(self) -> FeatureSchema:
+        """Parsed once: every request's validation reads it."""
         return FeatureSchema.from_dict(self.metadata["schema"])
 
     @property
@@ -68,7 +71,7 @@ class ModelCard:
 
     @property
     def is_classification(self) -> bool:
-        return self.problem_type in ("binary", "multiclass")
+        return is_classification(self.problem_type)
 
     @property
     def examples(self) -> list[dict[str, Any]]:
@@ -167,7 +170,7 @@ def verify_model(card: ModelCard, allow_version_mismatch: bool = False) -> None:
     mismatched = [
         f"{name} {saved.get(name)} (saved) vs {version} (running)"
         for name, version in running.items()
-        if _major_minor(saved.get(name)) != _major_minor(version)
+        if not same_release(saved.get(name), version)
     ]
     if mismatched and not allow_version_mismatch:
         raise ModelIntegrityError(
@@ -176,5 +179,9 @@ def verify_model(card: ModelCard, allow_version_mismatch: bool = False) -> None:
         )
 
 
-def _major_minor(version: str | None) -> tuple[str, ...]:
-    return tuple((version or "").split(".")[:2])
+def same_release(saved: str | None, running: str) -> bool:
+    """Same major.minor (pickles of AutoGluon and Python are not portable across them)."""
+    try:
+        return Version(saved or "").release[:2] == Version(running).release[:2]
+    except InvalidVersion:
+        return False

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from agbento.schema import FeatureSchema, json_records
+from agbento.schema import FeatureSchema, is_classification, json_records
 from agbento.settings import DEMO_MODEL_NAME
 from agbento.store import ModelCard, directory_size, save_model
 
@@ -143,7 +143,7 @@ def resolve_problem_type(labels: pd.Series, requested: str | None) -> str:
         problem_type = requested
     else:
         problem_type = infer_problem_type(labels, silent=True)
-    if problem_type in ("binary", "multiclass") and labels.nunique() < 2:
+    if is_classification(problem_type) and labels.nunique() < 2:
         raise TrainingError("the label has a single class; nothing to learn")
     if problem_type == "regression" and not pd.api.types.is_numeric_dtype(labels):
         try:
@@ -171,7 +171,7 @@ def split_holdout(
     if not 0.05 <= frac <= 0.5:
         raise TrainingError(f"--holdout-frac {frac}: must be between 0.05 and 0.5")
     stratify = None
-    if problem_type in ("binary", "multiclass"):
+    if is_classification(problem_type):
         counts = table[label].value_counts()
         if counts.min() >= 2 and len(counts) <= frac * len(table):
             stratify = table[label]
@@ -268,7 +268,7 @@ class TrainingData:
 
     @property
     def classification(self) -> bool:
-        return self.problem_type in ("binary", "multiclass")
+        return is_classification(self.problem_type)
 
 
 @dataclass

@@ -262,7 +262,7 @@ async def _downstream(scope: Any, receive: Any, send: Any) -> None:
 
 
 def call_middleware(content_type: str, body: bytes, query: bytes = b"") -> int:
-    intake = PredictionIntake(_downstream, ["/predict"], MAX_BODY_BYTES, MAX_ROWS,
+    intake = PredictionIntake(_downstream, MAX_BODY_BYTES, MAX_ROWS,
                               feature_names=SCHEMA.names)
     scope = {"type": "http", "method": "POST", "path": "/predict", "query_string": query,
              "headers": [(b"content-type", content_type.encode()),
