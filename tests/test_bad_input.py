@@ -11,19 +11,11 @@ import pytest
 
 from tests import hostile
 from tests.conftest import MAX_BODY_BYTES, MAX_ROWS
+from tests.helpers import GOOD
 from tests.servers import BentoServer
 
 pytestmark = pytest.mark.integration
 
-GOOD: dict[str, Any] = {
-    "island": "Biscoe",
-    "bill_length_mm": 45.1,
-    "bill_depth_mm": 14.5,
-    "flipper_length_mm": 215,
-    "body_mass_g": 5000,
-    "sex": "female",
-    "year": 2008,
-}
 JSON = "application/json"
 
 

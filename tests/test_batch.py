@@ -14,24 +14,12 @@ import pandas as pd
 import pytest
 from autogluon.tabular import TabularPredictor
 
+from tests.helpers import penguin_file
 from tests.servers import BentoServer, free_port, start_server
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
-
-
-def penguin_file(path: Path, rows: int, seed: int = 0) -> pd.DataFrame:
-    from agbento.training import demo_table
-
-    table = demo_table().dropna(subset=["species"]).drop(columns="species")
-    frame = table.sample(n=rows, replace=True, random_state=seed).reset_index(drop=True)
-    frame.insert(0, "penguin_id", [f"p{i:06d}" for i in range(rows)])
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-    return frame
 
 
 def batch(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen:

@@ -18,8 +18,8 @@ from agbento.batch import (
     parse_args,
     run_fingerprint,
 )
+from tests.helpers import penguin_file
 from tests.servers import BentoServer
-from tests.test_batch import penguin_file
 from tests.tiny_models import TinyModels
 
 pytestmark = pytest.mark.integration

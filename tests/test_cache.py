@@ -13,8 +13,8 @@ import pytest
 from agbento.cache import CacheConfig, MemoryBackend, PredictionCache
 from agbento.schema import FeatureSchema
 from tests.conftest import ApiKeys
+from tests.helpers import GOOD, metric_samples, total
 from tests.servers import BentoServer, free_port, redis_server, start_server
-from tests.test_bad_input import GOOD
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,12 +83,9 @@ def test_a_hanging_cache_costs_at_most_its_timeout() -> None:
 
 
 def lookups(server: BentoServer) -> dict[str, float]:
-    counts = {"hit": 0.0, "miss": 0.0, "error": 0.0}
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith("agbento_cache_lookups_total{"):
-            result = line.split('result="', 1)[1].split('"', 1)[0]
-            counts[result] += float(line.rsplit(" ", 1)[1])
-    return counts
+    samples = metric_samples(server.url)
+    return {result: total(samples, "agbento_cache_lookups_total", result=result)
+            for result in ("hit", "miss", "error")}
 
 
 def predict(server: BentoServer, rows: list[dict], key: str | None = None) -> dict:

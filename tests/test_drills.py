@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from agbento.auth import ApiKey, digest, new_key, write_keys
+from tests.helpers import GOOD
 from tests.servers import BentoServer, start_server
-from tests.test_bad_input import GOOD
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -33,8 +33,8 @@ from agbento.overload import InflightLimit
 from agbento.prediction_log import PredictionSampler
 from agbento.settings import get_settings
 from agbento.store import ModelCard
+from tests.helpers import metric_samples, penguin_rows, total
 from tests.servers import BentoServer, start_server
-from tests.test_service import penguin_rows
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -359,13 +359,6 @@ def test_served_good_requests_survive_faulty_ones(chaos_server: BentoServer) -> 
     assert all(status == 500 and '"internal_error"' in text for status, text in faulty)
 
 
-def model_ready_gauge(server: BentoServer) -> float:
-    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
-    (value,) = [float(line.split()[-1]) for line in metrics.splitlines()
-                if line.startswith("agbento_model_ready")]
-    return value
-
-
 @pytest.mark.integration
 def test_served_broken_model_is_503_not_ready_then_heals(chaos_server: BentoServer) -> None:
     flag: Path = chaos_server.flag  # type: ignore[attr-defined]
@@ -379,7 +372,7 @@ def test_served_broken_model_is_503_not_ready_then_heals(chaos_server: BentoServ
             assert SECRET not in response.text
         assert httpx.get(f"{chaos_server.url}/readyz", timeout=10).status_code == 503
         assert httpx.get(f"{chaos_server.url}/health", timeout=10).status_code == 503
-        assert model_ready_gauge(chaos_server) == 0
+        assert total(metric_samples(chaos_server.url), "agbento_model_ready") == 0
     finally:
         flag.unlink()
     deadline = time.monotonic() + 30
@@ -387,6 +380,6 @@ def test_served_broken_model_is_503_not_ready_then_heals(chaos_server: BentoServ
         assert time.monotonic() < deadline, "not ready again within 30 s"
         time.sleep(0.5)
     assert post(chaos_server, fresh_rows(3)).status_code == 200
-    assert model_ready_gauge(chaos_server) == 1
+    assert total(metric_samples(chaos_server.url), "agbento_model_ready") == 1
     # the traceback once per fault, not once per row or request
     assert chaos_server.log().count("fails on its warm-up rows") == 1

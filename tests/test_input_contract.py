@@ -13,9 +13,8 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests.helpers import GOOD, adaptive_batches, penguin_rows
 from tests.servers import BentoServer
-from tests.test_bad_input import GOOD
-from tests.test_service import adaptive_batches, penguin_rows
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +120,7 @@ def test_a_row_only_the_model_rejects_fails_only_its_own_request(
     bad = [{**GOOD, "bill_length_mm": f"not a number {i}"} for i in range(16)]
     requests = [([row], True) for row in good] + [([row], False) for row in bad]
     requests = requests[::2] + requests[1::2]  # interleave
-    rows_before, calls_before = adaptive_batches(loose_server)
+    rows_before, calls_before = adaptive_batches(loose_server.url)
 
     def send(item: tuple[list[dict[str, Any]], bool]) -> tuple[int, Any, bool]:
         response = httpx.post(f"{loose_server.url}/predict", json={"data": item[0]}, timeout=60)
@@ -137,7 +136,7 @@ def test_a_row_only_the_model_rejects_fails_only_its_own_request(
             assert status == 422, body
             assert body["error"]["code"] == "model_rejected_rows"
             assert body["error"]["details"][0]["row"] == 0
-    rows_after, calls_after = adaptive_batches(loose_server)
+    rows_after, calls_after = adaptive_batches(loose_server.url)
     assert rows_after - rows_before == len(requests)
     assert calls_after - calls_before < len(requests)  # some batches were merged
     # in one request, skip mode answers the model's rejections in place too

@@ -20,8 +20,8 @@ import pytest
 from agbento.bounds import BYTES_PER_CELL
 from tests import hostile
 from tests.conftest import ROOT
+from tests.helpers import GOOD
 from tests.servers import BentoServer, start_server
-from tests.test_bad_input import GOOD
 from tests.tiny_models import TinyModels
 
 pytestmark = pytest.mark.integration

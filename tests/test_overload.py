@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import penguin_rows
 from tests.servers import start_server
-from tests.test_service import penguin_rows
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent

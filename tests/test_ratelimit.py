@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from agbento import cache
 from agbento.ratelimit import (
@@ -28,6 +27,7 @@ from agbento.ratelimit import (
 )
 from agbento.settings import Settings, SettingsError
 from tests.conftest import ApiKeys
+from tests.helpers import metric_samples, total
 from tests.servers import free_port, redis_server, start_server
 from tests.tiny_models import TinyModels
 
@@ -198,9 +198,7 @@ def test_two_api_workers_admit_one_limit(tiny_models: TinyModels, api_keys: ApiK
         elapsed = time.monotonic() - start
         assert set(statuses) == {200, 429}, statuses
         # a check that missed its deadline admits its request (a loaded machine); counted
-        unchecked = sum(s.value for f in text_string_to_metric_families(
-            httpx.get(f"{server.url}/metrics").text) if f.name == "agbento_rate_limit_fail_open"
-            for s in f.samples if s.name.endswith("_total"))
+        unchecked = total(metric_samples(server.url), "agbento_rate_limit_fail_open_total")
         assert unchecked < burst // 2, unchecked
         # one bucket: the burst plus what refilled meanwhile (two buckets would admit 40+)
         ceiling = burst + math.ceil(elapsed * rate) + 1 + unchecked

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from agbento.auth import digest
 from agbento.store import ModelCard, ModelIntegrityError, save_model, verify_model
 from tests.conftest import ApiKeys
+from tests.helpers import GOOD, metric_samples, total
 from tests.servers import BentoServer, start_server
-from tests.test_bad_input import GOOD
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,10 +75,7 @@ def test_auth_matrix(secured_server: BentoServer, api_keys: ApiKeys, method: str
 
 
 def batch_calls(server: BentoServer) -> float:
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith("agbento_batch_requests_count"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return total(metric_samples(server.url), "agbento_batch_requests_count")
 
 
 @pytest.mark.integration
@@ -126,23 +122,9 @@ def test_keys_cli_and_reload_without_restart(secured_server: BentoServer) -> Non
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
-def metric_samples(server: BentoServer) -> dict[str, list]:
-    text = httpx.get(f"{server.url}/metrics").text
-    samples: dict[str, list] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append(sample)
-    return samples
-
-
-def total(samples: dict[str, list], name: str, **labels: str) -> float:
-    return sum(s.value for s in samples.get(name, [])
-               if all(s.labels.get(k) == v for k, v in labels.items()))
-
-
 @pytest.mark.integration
 def test_metrics_move_with_traffic(secured_server: BentoServer, api_keys: ApiKeys) -> None:
-    before = metric_samples(secured_server)
+    before = metric_samples(secured_server.url)
     key = api_keys.keys["scorer"]
     rows = [GOOD, {**GOOD, "island": "Atlantis"}, {**GOOD, "sex": None, "body_mass_g": 9000}]
     response = httpx.post(f"{secured_server.url}/predict", json={"data": rows},
@@ -151,7 +133,7 @@ def test_metrics_move_with_traffic(secured_server: BentoServer, api_keys: ApiKey
     bad = httpx.post(f"{secured_server.url}/predict", json={"data": [{"year": "x"}]},
                      headers={"X-API-Key": key})
     assert bad.status_code == 422
-    after = metric_samples(secured_server)
+    after = metric_samples(secured_server.url)
 
     def moved(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)

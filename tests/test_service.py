@@ -12,19 +12,12 @@ import pandas as pd
 import pytest
 from autogluon.tabular import TabularPredictor
 
-from agbento.schema import json_records
 from agbento.store import ModelCard
-from agbento.training import demo_table
+from tests.helpers import adaptive_batches, penguin_rows
 from tests.servers import BentoServer
 from tests.tiny_models import TinyModels
 
 pytestmark = pytest.mark.integration
-
-
-def penguin_rows(label: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Penguins as JSON rows, from the rows a model on `label` was trained on."""
-    table = demo_table().dropna(subset=[label]).drop(columns=label)
-    return json_records(table.sample(n=n, replace=n > len(table), random_state=seed))
 
 
 def in_process(card: ModelCard, rows: list[dict[str, Any]]) -> tuple[list[Any], pd.DataFrame]:
@@ -154,28 +147,17 @@ def test_sync_http_client(multiclass_server: BentoServer, tiny_models: TinyModel
     assert "invalid_rows" in str(failure.value)
 
 
-def adaptive_batches(server: BentoServer) -> tuple[float, float]:
-    """(rows, model calls) the model service has seen, from BentoML's own /metrics."""
-    rows = calls = 0.0
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith("bentoml_service_adaptive_batch_size_sum"):
-            rows += float(line.rsplit(" ", 1)[1])
-        elif line.startswith("bentoml_service_adaptive_batch_size_count"):
-            calls += float(line.rsplit(" ", 1)[1])
-    return rows, calls
-
-
 def test_concurrent_single_rows_merge_into_fewer_model_calls(
     multiclass_server: BentoServer,
 ) -> None:
     # rows no other test sends, so the prediction cache cannot answer them
     rows = [{**row, "body_mass_g": 3000.25 + i} for i, row in
             enumerate(penguin_rows("species", 64, seed=7))]
-    rows_before, calls_before = adaptive_batches(multiclass_server)
+    rows_before, calls_before = adaptive_batches(multiclass_server.url)
     with ThreadPoolExecutor(max_workers=32) as pool:
         responses = list(pool.map(lambda r: post(multiclass_server, "/predict", [r]), rows))
     assert [r.status_code for r in responses] == [200] * 64
-    rows_after, calls_after = adaptive_batches(multiclass_server)
+    rows_after, calls_after = adaptive_batches(multiclass_server.url)
     assert rows_after - rows_before == 64
     # 64 concurrent requests: batching must have merged some of them
     assert calls_after - calls_before < 64

@@ -12,8 +12,8 @@ import httpx
 import psutil
 import pytest
 
+from tests.helpers import GOOD
 from tests.servers import start_server
-from tests.test_bad_input import GOOD
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent
