@@ -446,7 +446,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "reads (s3a://, hdfs://, ...)")
     parser.add_argument("output", help="Parquet directory to write")
     parser.add_argument("--model", required=True, help="model or Bento tag in the local store")
-    parser.add_argument("--master", default="local[*]", help="Spark master (local[*])")
+    parser.add_argument("--master", help="Spark master (default: spark-submit's, else "
+                        "local[*])")
     parser.add_argument("--id-column", action="append", default=[], dest="id_columns",
                         help="column passed through to the output (repeatable); default: all")
     parser.add_argument("--partitions", type=int,
@@ -480,16 +481,21 @@ def java_problem() -> str | None:
 
 
 @contextmanager
-def spark_session(master: str) -> Iterator[SparkSession]:
-    """A session for the CLI, with Spark's console progress bar and quiet logs."""
+def spark_session(master: str | None) -> Iterator[SparkSession]:
+    """A session for the CLI, with Spark's console progress bar and quiet logs. Without a
+    master, spark-submit's applies (and plain `python -m` gets Spark's local[*])."""
     from pyspark.sql import SparkSession
 
-    builder = (SparkSession.builder.master(master).appName("agbento.spark")
+    builder = (SparkSession.builder.appName("agbento.spark")
                .config("spark.ui.showConsoleProgress", "true")
                .config("spark.log.level", "ERROR"))
-    if master.startswith("local"):
+    if master is not None:
+        builder = builder.master(master)
+    launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # its JVM is up already
+    if (master or "local").startswith("local") and not launched_by_spark_submit:
         # executors are this machine's Python: the one running us, not `python3` on PATH
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback, not the LAN address
         builder = (builder.config("spark.driver.host", "127.0.0.1")
                    .config("spark.driver.bindAddress", "127.0.0.1"))
     spark = builder.getOrCreate()
@@ -572,4 +578,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as a file (spark-submit .../agbento/spark.py): use the importable module, so that
+    # executors unpickle agbento.spark.BatchScorer, not a copy of __main__'s
+    from agbento.spark import main as module_main
+
+    sys.exit(module_main())
