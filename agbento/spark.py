@@ -242,33 +242,40 @@ class BatchScorer:
                 self.counters.batches.add(1)
 
     def score_batch(self, runtime: TabularRuntime, batch: pa.RecordBatch) -> pa.RecordBatch:
+        import numpy as np
         import pyarrow as pa
 
         size = batch.num_rows
         validated = runtime.schema.validate_rows(feature_records(batch, runtime.schema.names))
-        errors: list[list[str]] = [[] for _ in range(size)]
+        errors: dict[int, list[str]] = {}
         for problem in validated.problems:
-            errors[problem.row].append(
+            errors.setdefault(problem.row, []).append(
                 f"{problem.field}: {problem.problem}" if problem.field else problem.problem)
         predictions: list[Any] = [None] * size
-        probabilities: dict[str, list[float | None]] = {
-            name: [None] * size for name in self.plan.proba_columns}
+        probabilities = np.full((size, len(self.plan.proba_columns)), np.nan)
         if validated.rows:
-            scored, failed = predict_isolating(runtime, validated.rows)
-            for k, index in enumerate(validated.indices):
-                if k in failed:
-                    errors[index].append(failed[k])
-                    continue
-                predictions[index] = scored[k][0]
-                for name, value in zip(self.plan.proba_columns, scored[k][1], strict=False):
-                    probabilities[name][index] = value
-        messages = ["; ".join(e) if e else None for e in errors]
+            scored = predict_isolating(runtime, validated.rows)
+            if len(validated.rows) == size:  # the common case: nothing to place
+                predictions = scored.predictions
+                if self.plan.proba_columns:
+                    probabilities = scored.probabilities
+            else:
+                for k, index in enumerate(validated.indices):
+                    predictions[index] = scored.predictions[k]
+                if self.plan.proba_columns:
+                    probabilities[validated.indices] = scored.probabilities
+            for k, problem in scored.failed.items():
+                errors.setdefault(validated.indices[k], []).append(problem)
+        messages: list[str | None] = [None] * size
+        for index, problems in errors.items():
+            messages[index] = "; ".join(problems)
         if self.on_error == "fail":
             self._fail_on_first(batch, messages)
         arrays = [batch.column(name) for name in self.plan.passthrough]
         arrays.append(prediction_array(predictions, self.plan.prediction_type))
-        arrays += [pa.array(probabilities[name], type=pa.float64())
-                   for name in self.plan.proba_columns]
+        # NaN marks "not scored" here: null in the output
+        arrays += [pa.array(probabilities[:, j], type=pa.float64(), from_pandas=True)
+                   for j in range(len(self.plan.proba_columns))]
         arrays.append(pa.array(messages, type=pa.string()))
         names = [*self.plan.passthrough, PREDICTION_COLUMN, *self.plan.proba_columns,
                  ERROR_COLUMN]
@@ -291,26 +298,47 @@ class BatchScorer:
 def feature_records(batch: pa.RecordBatch, features: Sequence[str]) -> list[dict[str, Any]]:
     """The batch's feature cells as JSON-like rows, exactly as the service's Parquet body
     becomes rows (NaN -> null, timestamps -> ISO text, infinities -> text it rejects)."""
+    present = [name for name in features if name in batch.schema.names]
+    if not present:
+        return [{} for _ in range(batch.num_rows)]
+    columns = [column_values(batch.column(name)) for name in present]
+    return [dict(zip(present, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def column_values(column: pa.Array) -> list[Any]:
+    """One column's cells as `json_value` makes them, without a call per cell where the
+    Arrow type says what they are (most of the time per batch goes here otherwise)."""
+    import numpy as np
     import pyarrow.types as pat
 
-    present = [name for name in features if name in batch.schema.names]
-    columns = []
-    for name in present:
-        column = batch.column(name)
-        values = column.to_pylist()
-        if not (pat.is_string(column.type) or pat.is_large_string(column.type)
-                or pat.is_integer(column.type) or pat.is_boolean(column.type)):
-            values = [json_value(v) for v in values]
-        columns.append(values)
-    return [dict(zip(present, row, strict=True)) for row in zip(*columns, strict=True)] \
-        if present else [{} for _ in range(batch.num_rows)]
+    kind = column.type
+    if (pat.is_string(kind) or pat.is_large_string(kind) or pat.is_integer(kind)
+            or pat.is_boolean(kind)):
+        return column.to_pylist()
+    if pat.is_floating(kind):
+        numbers = column.to_numpy(zero_copy_only=False)  # nulls come out as NaN
+        values = numbers.tolist()
+        for index in np.flatnonzero(~np.isfinite(numbers)).tolist():
+            values[index] = json_value(values[index])  # NaN -> None, inf -> "Infinity"
+        return values
+    return [json_value(v) for v in column.to_pylist()]
 
 
-def predict_isolating(runtime: TabularRuntime, rows: list[list[Any]]
-                      ) -> tuple[list[tuple[Any, list[float]]], dict[int, str]]:
-    """(prediction, class probabilities) per validated row, and {row: problem} for rows the
-    model itself rejected. One model call for the batch; only when it fails is the batch
-    handed to TabularRuntime's isolation (by request of ISOLATION_ROWS, then by row)."""
+@dataclass
+class ScoredRows:
+    """Per validated row: prediction, class probabilities (rows x classes, NaN where not
+    scored) and {row: problem} for rows the model itself rejected."""
+
+    predictions: list[Any]
+    probabilities: Any  # numpy array, or None for regression
+    failed: dict[int, str]
+
+
+def predict_isolating(runtime: TabularRuntime, rows: list[list[Any]]) -> ScoredRows:
+    """One model call for the batch; only when it fails is the batch handed to
+    TabularRuntime's isolation (by request of ISOLATION_ROWS rows, then row by row)."""
+    import numpy as np
+
     from agbento.inference import encode_rows
 
     classes = [str(c) for c in runtime.schema.label.classes or ()]
@@ -320,40 +348,40 @@ def predict_isolating(runtime: TabularRuntime, rows: list[list[Any]]
     except Exception:  # noqa: BLE001 - some row only the model rejects: isolate it
         pass
     else:
-        values = labels.tolist()
-        if proba is None:
-            return [(v, []) for v in values], {}
         # in the model card's class order (the output schema's), whatever the predictor's
-        probas = proba.reindex(columns=classes).to_numpy(dtype="float64").tolist()
-        return list(zip(values, probas, strict=True)), {}
+        return ScoredRows(labels.tolist(), None if proba is None else
+                          proba.reindex(columns=classes).to_numpy(dtype="float64"), {})
     groups = [rows[i:i + ISOLATION_ROWS] for i in range(0, len(rows), ISOLATION_ROWS)]
     answers = runtime.score_requests([encode_rows(g) for g in groups])
-    scored: list[tuple[Any, list[float]]] = []
+    predictions: list[Any] = []
+    probabilities: list[list[float]] = []
     failed: dict[int, str] = {}
-    offset = 0
-    for group, answer in zip(groups, answers, strict=True):
+    for group_index, answer in enumerate(answers):
         problems = {f["row"]: f["problem"] for f in answer.failed}
         for k, row_answer in enumerate(answer.per_row()):
             if row_answer is None:
-                failed[offset + k] = problems.get(k, "the model could not score this row")
-                scored.append((None, []))
+                failed[group_index * ISOLATION_ROWS + k] = problems.get(
+                    k, "the model could not score this row")
+                predictions.append(None)
+                probabilities.append([float("nan")] * len(classes))
             else:
                 q = row_answer["q"] or {}
-                scored.append((row_answer["p"], [q.get(c) for c in classes]))
-        offset += len(group)
-    return scored, failed
+                predictions.append(row_answer["p"])
+                probabilities.append([q.get(c, float("nan")) for c in classes])
+    return ScoredRows(predictions, np.array(probabilities, dtype="float64")
+                      if runtime.classification else None, failed)
 
 
 def prediction_array(values: list[Any], kind: str) -> pa.Array:
     import pyarrow as pa
 
-    if kind == "double":
-        return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
-    if kind == "long":
-        return pa.array([None if v is None else int(v) for v in values], type=pa.int64())
-    if kind == "boolean":
-        return pa.array([None if v is None else bool(v) for v in values], type=pa.bool_())
-    return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    arrow_type = {"double": pa.float64(), "long": pa.int64(), "boolean": pa.bool_(),
+                  "string": pa.string()}[kind]
+    try:
+        return pa.array(values, type=arrow_type)  # labels usually have the type already
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        convert = {"double": float, "long": int, "boolean": bool, "string": str}[kind]
+        return pa.array([None if v is None else convert(v) for v in values], type=arrow_type)
 
 
 # -- the public function ------------------------------------------------------------------

@@ -150,11 +150,14 @@ def test_a_row_only_the_model_rejects_is_isolated(spark: SparkSession,
     card = loose_schema_model(tiny_models.multiclass, "bill_length_mm")
     rows = [{**card.examples[0], "row_id": i} for i in range(200)]
     rows[130]["bill_length_mm"] = "not a length"
-    df = spark.createDataFrame(pd.DataFrame(rows)).repartition(1)
+    rows[5]["year"] = "soon"  # rejected by the schema: the model's failures shift by one
+    df = spark.createDataFrame(pd.DataFrame(rows)).coalesce(1)
     got = agspark.score(df, card.tag, id_columns=["row_id"]).toPandas().set_index("row_id")
     assert got["agbento_error"][130].startswith("the model could not score this row")
-    assert got["agbento_error"].drop(130).isna().all()
-    assert got["prediction"].drop(130).notna().all() and pd.isna(got["prediction"][130])
+    assert got["agbento_error"][5].startswith("year: expected a number")
+    assert got["agbento_error"].drop([5, 130]).isna().all()
+    assert got["prediction"].drop([5, 130]).notna().all()
+    assert got.loc[[5, 130], ["prediction", "proba_Adelie"]].isna().all().all()
 
 
 def test_the_predictor_loads_once_per_python_worker(spark: SparkSession,
