@@ -30,8 +30,9 @@ serve: demo-model
 lint: install
 	$(BIN)/ruff check .
 
-# Real tools the tests run: redis-server (cache), promtool and amtool (alerts).
-TEST_TOOLS := redis-server:redis-server promtool:prometheus amtool:prometheus-alertmanager
+# Real tools the tests run: redis-server (cache), promtool and amtool (alerts), java (Spark).
+TEST_TOOLS := redis-server:redis-server promtool:prometheus amtool:prometheus-alertmanager \
+	java:openjdk-17-jre-headless
 test-deps:
 	@missing=""; for pair in $(TEST_TOOLS); do \
 		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \

@@ -4,10 +4,11 @@
 2. `python -m agbento.batch --local` (in-process, one Python process);
 3. `python -m agbento.batch --url` against one `bentoml serve` (started here, on loopback).
 
-For each: wall seconds from process start, the tool's own summary line, and CPU seconds
-(the tool and all its children: Spark's JVM and Python workers; for HTTP the server's
-process tree too). CPU seconds say what the work costs, and they move less than wall time
-when other work shares the cores. Load average before each run is printed; quote it.
+For each: wall seconds from process start, the tool's own summary line, CPU seconds and
+peak RSS of the tool's whole process tree (Spark's JVM and Python workers; for HTTP the
+server's tree as well). CPU seconds say what the work costs, and they move less than wall
+time when other work shares the cores. The load average before each run is printed: quote
+it with the figures.
 
     .venv/bin/python loadtests/spark_vs_batch.py [--rows 1000000] [--model agbento-demo:latest]
 """
@@ -17,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -41,36 +42,67 @@ def make_input(path: Path, rows: int) -> None:
     table.reset_index(drop=True).to_parquet(path, index=False)
 
 
-def tree_cpu(process: psutil.Process) -> float:
-    total = 0.0
-    for p in [process, *process.children(recursive=True)]:
+class TreeSampler:
+    """CPU seconds and peak RSS of a process tree, sampled every 0.2 s (Spark's JVM and its
+    Python workers are grandchildren that nobody waits for: rusage misses them)."""
+
+    def __init__(self, root: psutil.Process) -> None:
+        self.root = root
+        self.cpu: dict[int, float] = {}
+        self.peak_rss = 0
+
+    def sample(self) -> None:
+        rss = 0
         try:
-            t = p.cpu_times()
-            total += t.user + t.system
+            processes = [self.root, *self.root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            pass
-    return total
+            return
+        for p in processes:
+            try:
+                t = p.cpu_times()
+                self.cpu[p.pid] = max(self.cpu.get(p.pid, 0.0), t.user + t.system)
+                rss += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        self.peak_rss = max(self.peak_rss, rss)
 
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.cpu.values())
 
 
 def timed(name: str, command: list[str], server: psutil.Process | None = None) -> dict:
     load = os.getloadavg()
-    cpu_before = children_cpu()
-    server_before = tree_cpu(server) if server else 0.0
+    server_sampler = TreeSampler(server) if server else None
+    if server_sampler:
+        server_sampler.sample()
+    server_before = server_sampler.cpu_s if server_sampler else 0.0
     start = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    sampler = TreeSampler(psutil.Process(process.pid))
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
+    reader.start()
+    while process.poll() is None:
+        sampler.sample()
+        if server_sampler:
+            server_sampler.sample()
+        time.sleep(0.2)
     wall = time.monotonic() - start
-    cpu = children_cpu() - cpu_before
-    server_cpu = tree_cpu(server) - server_before if server else 0.0
-    lines = [ln for ln in done.stderr.replace("\r", "\n").splitlines() if ln.startswith("{")]
-    summary = json.loads(lines[-1]) if lines else {"stderr": done.stderr[-2000:]}
-    result = {"run": name, "exit": done.returncode, "wall_s": round(wall, 1),
-              "client_cpu_s": round(cpu, 1), "server_cpu_s": round(server_cpu, 1),
-              "load_before": [round(x, 2) for x in load], "summary": summary}
+    reader.join()
+    if server_sampler:
+        server_sampler.sample()
+    text = "".join(stderr)
+    lines = [ln for ln in text.replace("\r", "\n").splitlines() if ln.startswith("{")]
+    summary = json.loads(lines[-1]) if lines else {"stderr": text[-2000:]}
+    result = {
+        "run": name, "exit": process.returncode, "wall_s": round(wall, 1),
+        "cpu_s": round(sampler.cpu_s, 1), "peak_rss_mb": round(sampler.peak_rss / 2**20),
+        "server_cpu_s": round(server_sampler.cpu_s - server_before, 1)
+        if server_sampler else None,
+        "server_peak_rss_mb": round(server_sampler.peak_rss / 2**20) if server_sampler else None,
+        "load_before": [round(x, 2) for x in load], "summary": summary,
+    }
     print(json.dumps(result), flush=True)
     return result
 
