@@ -127,8 +127,8 @@ def model_archive(model: bentoml.Model, directory: Path) -> Path:
     """The model's directory (model.yaml, predictor/) as a .tar.gz named by its content.
 
     Same files, same name: shipping the same model again in one Spark application reuses
-    the registered archive, and a changed file makes a new one (addArchive refuses to
-    register another file under a name it already knows).
+    the registered archive, and a changed file makes a new name (Spark does not replace a
+    file it has registered under a name).
     """
     partial = directory / f".partial-{os.getpid()}.tar.gz"
     digest = hashlib.sha256()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ def test_a_row_only_the_model_rejects_is_isolated(spark: SparkSession,
     rows = [{**card.examples[0], "row_id": i} for i in range(200)]
     rows[130]["bill_length_mm"] = "not a length"
     rows[5]["year"] = "soon"  # rejected by the schema: the model's failures shift by one
-    df = spark.createDataFrame(pd.DataFrame(rows)).coalesce(1)
+    df = spark.createDataFrame(pd.DataFrame(rows).astype({"year": str})).coalesce(1)
     got = agspark.score(df, card.tag, id_columns=["row_id"]).toPandas().set_index("row_id")
     assert got["agbento_error"][130].startswith("the model could not score this row")
     assert got["agbento_error"][5].startswith("year: expected a number")
@@ -246,6 +247,31 @@ def test_cli_run_reads_csv_and_writes_parquet(spark: SparkSession, tiny_models: 
     with pytest.raises(Exception, match="already exists"):
         agspark.run(spark, args)  # never overwrites without --overwrite
     json.dumps(summary)  # the CLI prints it as one JSON line
+
+
+def test_cli_end_to_end_in_its_own_process(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """As a user runs it: its own JVM, Spark's progress on stderr, the summary line, exit 3
+    when rows were rejected."""
+    card = tiny_models.regression
+    rows = [{**card.examples[i % len(card.examples)], "row_id": i} for i in range(300)]
+    rows[3]["island"] = None
+    source = tmp_path / "in.parquet"
+    pd.DataFrame(rows).to_parquet(source, index=False)
+    output = tmp_path / "scores"
+    done = subprocess.run(
+        [sys.executable, "-m", "agbento.spark", str(source), str(output), "--model", card.tag,
+         "--master", "local[2]", "--id-column", "row_id"],
+        capture_output=True, text=True, timeout=300,
+        # the CLI picks the executors' Python itself (this one) for a local master
+        env={k: v for k, v in os.environ.items() if k != "PYSPARK_PYTHON"})
+    assert done.returncode == agspark.EXIT_REJECTED, done.stderr[-3000:]
+    summary = json.loads(done.stderr.replace("\r", "\n").strip().splitlines()[-1])
+    assert summary["rows"] == 300 and summary["rejected_rows"] == 1
+    assert summary["master"] == "local[2]" and summary["rows_per_s"] > 0
+    assert "[Stage " in done.stderr  # Spark's console progress bar
+    written = pd.read_parquet(output)
+    assert list(written.columns) == ["row_id", "prediction", "agbento_error"]
+    assert written.loc[written["row_id"] == 3, "agbento_error"].item().startswith("island: ")
 
 
 # -- failing jobs last: a Python worker whose task raised is not reused (a new one pays
