@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,9 +32,10 @@ lint: install
 
 # Real tools the tests run: redis-server (cache, shared rate limit); promtool and amtool
 # (alert rules, routing); prometheus and alertmanager (alert delivery, end to end; Debian
-# names the alertmanager binary prometheus-alertmanager).
+# names the alertmanager binary prometheus-alertmanager); java (Spark).
 TEST_TOOLS := redis-server:redis-server promtool:prometheus amtool:prometheus-alertmanager \
-	prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager
+	prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager \
+	java:openjdk-17-jre-headless
 test-deps:
 	@missing=""; for pair in $(TEST_TOOLS); do \
 		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
