@@ -1,0 +1,78 @@
+"""TabularRuntime with a stand-in predictor (as KServe tests its model servers): merging,
+isolation by request then by row, and a broken model, without training anything."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+
+from agbento.inference import TabularRuntime, encode_rows
+from tests.helpers import card_without_model
+
+POISON = 31.0  # a bill length the stand-in model cannot score
+
+
+class StandInPredictor:
+    """P(Gentoo) grows with bill length; a poisoned row, or a broken model, raises."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.broken = False
+
+    def predict_proba(self, frame: pd.DataFrame, as_multiclass: bool = True) -> pd.DataFrame:
+        self.calls += 1
+        if self.broken or (frame["bill_length_mm"] == POISON).any():
+            raise ValueError("cannot score this")
+        gentoo = (frame["bill_length_mm"].fillna(45.0) / 100).to_numpy()
+        return pd.DataFrame({"Adelie": 1 - gentoo, "Gentoo": gentoo}, index=frame.index)
+
+    def predict_from_proba(self, proba: pd.DataFrame) -> pd.Series:
+        return proba.idxmax(axis=1)
+
+
+def runtime() -> tuple[TabularRuntime, StandInPredictor]:
+    predictor = StandInPredictor()
+    runtime = TabularRuntime(card_without_model(), predictor, retry_s=0.05)
+    runtime.warm_up()
+    return runtime, predictor
+
+
+def rows(*lengths: float) -> str:
+    return encode_rows([["Biscoe", length] for length in lengths])
+
+
+def test_merged_requests_are_one_model_call_answered_per_request() -> None:
+    model, predictor = runtime()
+    before = predictor.calls
+    first, second = model.score_requests([rows(40.0), rows(70.0, 20.0)])
+    assert predictor.calls == before + 1
+    assert json.loads(first.predictions) == ["Adelie"]
+    assert json.loads(second.predictions) == ["Gentoo", "Adelie"]
+    assert json.loads(second.probabilities)[0] == {"Adelie": 0.3, "Gentoo": 0.7}
+
+
+def test_a_row_the_model_rejects_fails_only_itself() -> None:
+    model, _ = runtime()
+    clean, mixed = model.score_requests([rows(40.0), rows(40.0, POISON)])
+    assert clean.failed == [] and json.loads(clean.predictions) == ["Adelie"]
+    assert [f["row"] for f in mixed.failed] == [1]
+    assert "ValueError" in mixed.failed[0]["problem"]
+    assert "cannot score" not in mixed.failed[0]["problem"]  # the message goes to the log
+    assert json.loads(mixed.predictions) == ["Adelie", None]
+    assert model.ready and model.fault is None
+
+
+def test_a_broken_model_answers_model_error_and_heals() -> None:
+    model, predictor = runtime()
+    predictor.broken = True
+    (answer,) = model.score_requests([rows(40.0)])
+    assert answer.model_error == "ValueError" and not model.ready
+    predictor.broken = False
+    deadline = time.monotonic() + 10
+    while not model.ready and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert model.ready
+    (answer,) = model.score_requests([rows(40.0)])
+    assert answer.model_error is None and json.loads(answer.predictions) == ["Adelie"]
