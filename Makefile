@@ -7,17 +7,24 @@ PORT ?= 3000
 MODEL_NAME ?= agbento-demo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo-model serve test test-deps lint build image bench soak bench-deps loadtest-deps clean
+.PHONY: install install-spark demo-model serve test test-deps lint build image bench soak bench-deps loadtest-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
+
+# pyspark is large (about 450 MB): only the tests and Spark users need it.
+$(VENV)/.installed-spark: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	touch $@
+
+install-spark: $(VENV)/.installed-spark
 
 # Train the demo model into the local model store only if there is none yet.
 demo-model: install
@@ -43,7 +50,7 @@ test-deps:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
-test: install lint test-deps
+test: install install-spark lint test-deps
 	$(BIN)/python -m pytest
 
 # wrk drives the benchmark; from the distribution's packages (Debian/Ubuntu).
