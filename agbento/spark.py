@@ -150,14 +150,17 @@ def model_archive(model: bentoml.Model, directory: Path) -> Path:
 class ShippedModel:
     """What a task needs besides the archive: small, pickled with every task."""
 
-    tag: str
-    labels: dict[str, str]
-    metadata: dict[str, Any]
+    card: ModelCard  # its path is the driver's; an executor reads the unpacked archive
     archive_name: str
     allow_version_mismatch: bool
 
+    @property
+    def tag(self) -> str:
+        return self.card.tag
+
     def card_at(self, path: Path) -> ModelCard:
-        return ModelCard(tag=self.tag, labels=self.labels, metadata=self.metadata, path=path)
+        return ModelCard(tag=self.card.tag, labels=self.card.labels,
+                         metadata=self.card.metadata, path=path)
 
 
 # -- the executors: one runtime per Python worker, Arrow batches in and out ----------------
@@ -452,7 +455,7 @@ def score(df: DataFrame, model: str, *, id_columns: Sequence[str] = (),
                                 "ships the model with SparkContext.addArchive")
     archive = model_archive(stored, _archive_dir())
     spark.sparkContext.addArchive(str(archive))
-    shipped = ShippedModel(card.tag, card.labels, card.metadata, archive.name,
+    shipped = ShippedModel(card, archive.name,
                            get_settings().allow_version_mismatch)
     scorer = BatchScorer(shipped, plan, on_error, id_columns, counters)
     return df.mapInArrow(scorer, output_schema(df, plan))
