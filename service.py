@@ -53,6 +53,8 @@ from agbento.schema import ValidatedRows
 from agbento.settings import get_settings
 from agbento.shutdown import bound_after_sigterm
 from agbento.store import load_card
+from agbento.v2 import ProtocolModel
+from agbento.v2_http import ProtocolErrors, protocol_routes
 
 settings = get_settings()
 # Before any model library loads: OpenMP threads spin while idle and steal the CPU the
@@ -75,6 +77,8 @@ cache_config = CacheConfig(
     memory_bytes=settings.cache_memory_mb * 1024 * 1024,
 )
 PREDICTION_PATHS = ("/predict", "/predict_proba")
+# Open Inference Protocol V2 and KServe V1: codecs in front of the same contract
+protocol = ProtocolModel.of(card, settings.served_model_name)
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
 
@@ -145,6 +149,7 @@ info_routes = Starlette(
         Route("/health", health),
         Route("/model/info", model_info),
         Route("/admin/cache/clear", clear_cache, methods=["POST"]),
+        *protocol_routes(),
     ]
 )
 
@@ -163,6 +168,7 @@ class AgBento:
 
     def __init__(self) -> None:
         self.card = card
+        self.protocol = protocol
         self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
         self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
         self.background: set[asyncio.Task[Any]] = set()
@@ -214,9 +220,7 @@ class AgBento:
         try:
             if probabilities_only:
                 self.contract.require_classifier()
-            rows = self.contract.accept(data, on_error)
-            observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
-            scored = await self._score(rows.rows)
+            rows, scored = await self._accept_and_score(data, on_error)
             body = self.contract.answer(
                 rows, len(data), scored, request_id, probabilities_only, on_error
             )
@@ -229,6 +233,22 @@ class AgBento:
             retry_after = None
         ctx.response.status_code = status
         return json_response(body, status, request_id, retry_after)
+
+    async def score_rows(self, data: list[Any]) -> ScoredRequest:
+        """/predict's path for the other protocols' codecs (V2, KServe V1): validated,
+        scored from the cache or the batched model, observed; any bad row is an ApiError."""
+        rows, scored = await self._accept_and_score(data, "fail")
+        self.contract.model_failures(rows, scored)
+        self._observe(rows, scored)
+        assert scored is not None  # "fail" accepted every row, and there is at least one
+        return scored
+
+    async def _accept_and_score(
+        self, data: Any, on_error: OnError
+    ) -> tuple[ValidatedRows, ScoredRequest | None]:
+        rows = self.contract.accept(data, on_error)
+        observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
+        return rows, await self._score(rows.rows)
 
     async def _score(self, rows: list[list[Any]]) -> ScoredRequest | None:
         """Rows answered from the cache where it can, from the model otherwise."""
@@ -290,6 +310,7 @@ class AgBento:
 # Outermost first: log and time everything, refuse callers without the right key, refuse
 # excess load before reading bodies, then read and shape the bodies.
 AgBento.add_asgi_middleware(RequestLog, model_tag=card.tag)
+AgBento.add_asgi_middleware(ProtocolErrors)
 AgBento.add_asgi_middleware(
     AccessGate,
     keys_file=settings.api_keys_file,
@@ -298,7 +319,7 @@ AgBento.add_asgi_middleware(
     metrics_auth=settings.metrics_auth,
 )
 AgBento.add_asgi_middleware(
-    InflightLimit, paths=PREDICTION_PATHS, limit=settings.max_inflight
+    InflightLimit, paths=PREDICTION_PATHS + protocol.scoring_paths, limit=settings.max_inflight
 )
 AgBento.add_asgi_middleware(
     PredictionIntake,

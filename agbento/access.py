@@ -21,13 +21,15 @@ from agbento.errors import ApiError
 logger = logging.getLogger("agbento.access")
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/health", "/", "/docs.json",
-                        "/schema.json"})
+                        "/schema.json", "/v2"})
 
 
 def permission_for(path: str, metrics_auth: bool) -> str | None:
     """The permission a path needs; None when it is open."""
     if path in ("/predict", "/predict_proba"):
         return "predict"
+    if path.startswith(("/v2/", "/v1/")):
+        return protocol_permission(path)
     if path == "/model/info":
         return "model_info"
     if path.startswith("/admin/"):
@@ -37,6 +39,18 @@ def permission_for(path: str, metrics_auth: bool) -> str | None:
     if path in OPEN_PATHS or path.startswith("/static"):
         return None
     return "model_info"  # anything else we may add later is closed by default
+
+
+def protocol_permission(path: str) -> str | None:
+    """Open Inference Protocol V2 and KServe V1: health and readiness are open like the
+    probes, model metadata needs model_info, inference needs predict."""
+    if path.endswith(("/infer", ":predict")):
+        return "predict"
+    if path in ("/v2/health/live", "/v2/health/ready") or path.endswith("/ready"):
+        return None
+    if path.startswith("/v1/models/"):
+        return None  # GET /v1/models/{name} is KServe V1's readiness
+    return "model_info"
 
 
 class AccessGate:

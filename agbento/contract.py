@@ -156,6 +156,24 @@ class PredictionContract:
                 "probabilities; use /predict",
             )
 
+    @staticmethod
+    def model_failures(
+        rows: ValidatedRows, scored: ScoredRequest | None, on_error: OnError = "fail"
+    ) -> list[dict[str, Any]]:
+        """Rows the model itself could not score, by request row; an ApiError in fail mode."""
+        failures = [] if scored is None else [
+            {"row": rows.indices[f["row"]], "field": None, "problem": f["problem"]}
+            for f in scored.failed
+        ]
+        if failures and on_error == "fail":
+            raise ApiError(
+                422,
+                "model_rejected_rows",
+                f"the model could not score {len(failures)} row(s)",
+                failures,
+            )
+        return failures
+
     def answer(
         self,
         rows: ValidatedRows,
@@ -170,17 +188,7 @@ class PredictionContract:
         The common case (every row scored) splices the model's JSON fragments into the body
         without parsing them; otherwise failed rows become null and are listed in `errors`.
         """
-        failures = [] if scored is None else [
-            {"row": rows.indices[f["row"]], "field": None, "problem": f["problem"]}
-            for f in scored.failed
-        ]
-        if failures and on_error == "fail":
-            raise ApiError(
-                422,
-                "model_rejected_rows",
-                f"the model could not score {len(failures)} row(s)",
-                failures,
-            )
+        failures = self.model_failures(rows, scored, on_error)
         rest = {
             "model": self.reference,
             "timestamp": now_iso(),

@@ -117,14 +117,19 @@ def _reject_constant(name: str) -> Any:
     raise ApiError(400, "invalid_json", f"{name} is not valid JSON; send null or a number")
 
 
-def parse_json(raw: bytes) -> Any:
+def _nan_is_null(name: str) -> Any:
+    return None if name == "NaN" else _reject_constant(name)
+
+
+def parse_json(raw: bytes, nan_is_null: bool = False) -> Any:
+    """`nan_is_null`: read a NaN literal as a missing value (tensor clients send NaN)."""
     if not raw.strip():
         raise ApiError(400, "invalid_json", "the body is empty; send {\"data\": [rows]}")
     try:
         return json.loads(
             raw,
             object_pairs_hook=_no_duplicates,
-            parse_constant=_reject_constant,
+            parse_constant=_nan_is_null if nan_is_null else _reject_constant,
         )
     except json.JSONDecodeError as exc:
         raise ApiError(
@@ -285,7 +290,7 @@ class PredictionIntake:
         headers = Headers(scope=scope)
         request_id = request_id_from(headers)
         try:
-            raw = await self._read(headers, receive)
+            raw = await read_body(headers, receive, self.max_body_bytes)
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             on_error = query.get("on_error", [None])[-1]
             body = read_prediction_body(
@@ -311,35 +316,38 @@ class PredictionIntake:
         }
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read(self, headers: Headers, receive: Receive) -> bytes:
-        if headers.get("content-encoding", "identity").lower() != "identity":
-            raise ApiError(
-                415, "unsupported_media_type", "compressed request bodies are not supported"
-            )
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise self._too_large(int(declared))
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ApiError(400, "bad_request", "the client disconnected mid-body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise self._too_large(size)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
-    def _too_large(self, size: int) -> ApiError:
-        return ApiError(
-            413,
-            "body_too_large",
-            f"the body ({size} bytes or more) exceeds the limit of {self.max_body_bytes} bytes "
-            "(AGBENTO_MAX_BODY_BYTES); split the request or use the batch client",
+async def read_body(headers: Headers, receive: Receive, max_body_bytes: int) -> bytes:
+    """A request body of at most `max_body_bytes`, refused (413) before it is all read."""
+    if headers.get("content-encoding", "identity").lower() != "identity":
+        raise ApiError(
+            415, "unsupported_media_type", "compressed request bodies are not supported"
         )
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        raise body_too_large(int(declared), max_body_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "bad_request", "the client disconnected mid-body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise body_too_large(size, max_body_bytes)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def body_too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "body_too_large",
+        f"the body ({size} bytes or more) exceeds the limit of {limit} bytes "
+        "(AGBENTO_MAX_BODY_BYTES); split the request or use the batch client",
+    )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

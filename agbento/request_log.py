@@ -18,7 +18,8 @@ from agbento.contract import request_id_from
 from agbento.metrics import REQUEST_DURATION, REQUESTS, ROWS, VALIDATION_FAILURES
 
 logger = logging.getLogger("agbento.requests")
-QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/v2/health/live",
+                         "/v2/health/ready"})
 MAX_ERROR_BODY = 8192
 
 
@@ -56,7 +57,7 @@ class RequestLog:
 
     def _record(self, scope: Scope, state: dict, request_id: str, status: int,
                 elapsed: float, error_body: bytes) -> None:
-        endpoint = scope["path"] if scope["path"] in KNOWN_ENDPOINTS else "other"
+        endpoint = endpoint_label(scope["path"])
         key_id = state.get("key_id", "-")
         rows = state.get("rows", 0)
         REQUESTS.labels(endpoint=endpoint, status=str(status), key_id=key_id).inc()
@@ -67,7 +68,8 @@ class RequestLog:
         if status < 400:
             ROWS.labels(endpoint=endpoint, key_id=key_id).inc(rows)
         else:
-            code, reason = error_of(error_body)
+            # an inner layer that rewrote the body (V2's error shape) left the original's
+            code, reason = state.get("error") or error_of(error_body)
             line.update(error=code, reason=reason)
             if 400 <= status < 500:
                 VALIDATION_FAILURES.labels(reason=code).inc()
@@ -76,6 +78,19 @@ class RequestLog:
 
 KNOWN_ENDPOINTS = frozenset({"/predict", "/predict_proba", "/model/info", "/health",
                              "/admin/cache/clear", "/docs.json", "/"})
+
+
+def endpoint_label(path: str) -> str:
+    """A bounded metrics label: V2/V1 paths carry a model name anyone can vary."""
+    if path in KNOWN_ENDPOINTS:
+        return path
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return "/v2/infer"
+    if path.startswith("/v1/models/") and path.endswith(":predict"):
+        return "/v1/predict"
+    if path == "/v2" or path.startswith(("/v2/", "/v1/models")):
+        return "/v2/metadata"
+    return "other"
 
 
 def error_of(body: bytes) -> tuple[str, str]:

@@ -56,6 +56,8 @@ class Settings:
     """Typed view of the environment. Defaults serve a laptop."""
 
     model: str = f"{DEMO_MODEL_NAME}:latest"
+    # the model name in V2/V1 paths (/v2/models/{name}/infer); "" = the model tag's name
+    served_model_name: str = ""
     max_rows: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024
     extra_fields: str = "ignore"
@@ -94,6 +96,7 @@ class Settings:
             raise SettingsError(f"AGBENTO_EXTRA_FIELDS={extra_fields!r}: use ignore or reject")
         return cls(
             model=env.get("AGBENTO_MODEL", "").strip() or cls.model,
+            served_model_name=env.get("AGBENTO_SERVED_MODEL_NAME", "").strip(),
             max_rows=_int(env, "AGBENTO_MAX_ROWS", cls.max_rows),
             max_body_bytes=_int(env, "AGBENTO_MAX_BODY_BYTES", cls.max_body_bytes),
             extra_fields=extra_fields,
