@@ -36,37 +36,57 @@ def canonical(node: Any) -> str:
     return json.dumps(node, sort_keys=True, separators=(",", ":"))
 
 
+SCHEMA_MAPS = ("properties", "patternProperties")  # name -> subschema
+SCHEMA_VALUES = ("items", "additionalProperties", "not")
+SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
+
+
+def subschemas(schema: dict[str, Any]) -> list[tuple[str, str | int | None, Any]]:
+    """(keyword, name or index, subschema) for every subschema directly under `schema`."""
+    found: list[tuple[str, str | int | None, Any]] = []
+    for keyword, value in schema.items():
+        if keyword in SCHEMA_MAPS and isinstance(value, dict):
+            found += [(keyword, name, sub) for name, sub in value.items()]
+        elif keyword in SCHEMA_VALUES and isinstance(value, dict):
+            found.append((keyword, None, value))
+        elif keyword in SCHEMA_LISTS and isinstance(value, list):
+            found += [(keyword, i, sub) for i, sub in enumerate(value)]
+    return found
+
+
 def share_repeats(root: dict[str, Any]) -> dict[str, Any]:
     counts: Counter[str] = Counter()
 
-    def count(node: Any) -> None:
-        if isinstance(node, dict):
-            counts[canonical(node)] += 1
-            for value in node.values():
-                count(value)
-        elif isinstance(node, list):
-            for value in node:
-                count(value)
+    def count(schema: dict[str, Any]) -> None:
+        counts[canonical(schema)] += 1
+        for _, _, sub in subschemas(schema):
+            count(sub)
 
     count(root)
     defs: dict[str, Any] = {}
 
-    def replace(node: Any, top: bool = False) -> Any:
-        if isinstance(node, dict):
-            text = canonical(node)
-            if not top and counts[text] > 1 and len(text) >= MIN_SHARED_CHARS:
-                name = hashlib.sha256(text.encode()).hexdigest()[:12]
-                if name not in defs:
-                    defs[name] = None  # reserve before recursing (no cycles in CRDs)
-                    defs[name] = {k: replace(v) for k, v in node.items()}
-                return {"$ref": f"#/$defs/{name}"}
-            return {k: replace(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [replace(v) for v in node]
-        return node
+    def rebuilt(schema: dict[str, Any]) -> dict[str, Any]:
+        out = dict(schema)
+        for keyword, key, sub in subschemas(schema):
+            if key is None:
+                out[keyword] = shared(sub)
+            elif isinstance(key, int):
+                out[keyword] = [*out[keyword]]
+                out[keyword][key] = shared(sub)
+            else:
+                out[keyword] = {**out[keyword], key: shared(sub)}
+        return out
 
-    shared = replace(root, top=True)
-    return {**shared, "$defs": defs}
+    def shared(schema: dict[str, Any]) -> dict[str, Any]:
+        text = canonical(schema)
+        if counts[text] < 2 or len(text) < MIN_SHARED_CHARS:
+            return rebuilt(schema)
+        name = hashlib.sha256(text.encode()).hexdigest()[:12]
+        if name not in defs:
+            defs[name] = rebuilt(schema)
+        return {"$ref": f"#/$defs/{name}"}
+
+    return {**rebuilt(root), "$defs": defs}
 
 
 def main(checkout: Path, commit: str) -> None:
