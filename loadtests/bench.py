@@ -224,12 +224,15 @@ class Monitor:
         self.cpu_pct = 100 * (self._cpu() - self.cpu_start) / elapsed
 
 
-def wrk(url: str, body: Path, content_type: str, concurrency: int, seconds: int) -> dict:
+def wrk(url: str, body: Path, content_type: str, concurrency: int, seconds: int,
+        headers: dict[str, str] | None = None) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    extra = "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
     result = subprocess.run(
         ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
          "-s", str(LUA), url],
-        env={**os.environ, "BODY_FILE": str(body), "CONTENT_TYPE": content_type},
+        env={**os.environ, "BODY_FILE": str(body), "CONTENT_TYPE": content_type,
+             "EXTRA_HEADERS": extra},
         capture_output=True, text=True, timeout=seconds + 120,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -243,10 +246,12 @@ def wrk(url: str, body: Path, content_type: str, concurrency: int, seconds: int)
 
 
 def measure(server: Server, scenario: str, path: str, body: Path, content_type: str,
-            rows: int, concurrency: int, seconds: int) -> Run:
-    wrk(f"{server.url}{path}", body, content_type, concurrency, 1)  # warm up connections
+            rows: int, concurrency: int, seconds: int,
+            headers: dict[str, str] | None = None) -> Run:
+    # warm up connections
+    wrk(f"{server.url}{path}", body, content_type, concurrency, 1, headers)
     with Monitor(server) as monitor:
-        summary = wrk(f"{server.url}{path}", body, content_type, concurrency, seconds)
+        summary = wrk(f"{server.url}{path}", body, content_type, concurrency, seconds, headers)
     rps = summary["requests"] / (summary["duration_us"] / 1e6)
     run = Run(
         server=server.name, scenario=scenario, concurrency=concurrency, rows_per_request=rows,
@@ -257,7 +262,7 @@ def measure(server: Server, scenario: str, path: str, body: Path, content_type: 
         server_peak_rss_mb=round(monitor.peak_rss / 2**20, 1),
         wrk_cpu_pct=summary["wrk_cpu_pct"],
     )
-    print(f"{server.name:9} {scenario:14} c={concurrency:<4} {run.requests_per_s:9.1f} req/s "
+    print(f"{server.name:9} {scenario:17} c={concurrency:<4} {run.requests_per_s:9.1f} req/s "
           f"{run.rows_per_s:10.1f} rows/s  p50 {run.p50_ms:7.1f}  p99 {run.p99_ms:7.1f} ms  "
           f"non-2xx {run.non2xx}  server cpu {run.server_cpu_pct}%  wrk cpu {run.wrk_cpu_pct}%")
     return run
@@ -284,6 +289,51 @@ def bodies(card: ModelCard, workdir: Path) -> dict[str, tuple[Path, str, int]]:
     thousand.to_parquet(buffer, index=False)
     (workdir / "1000-parquet.body").write_bytes(buffer.getvalue())
     out["1000-parquet"] = (workdir / "1000-parquet.body", "application/vnd.apache.parquet", 1000)
+    return out
+
+
+def v2_bodies(card: ModelCard, workdir: Path) -> dict[str, tuple[Path, str, int, dict]]:
+    """Open Inference Protocol V2 bodies of the same rows, built by tritonclient: one tensor
+    per feature; JSON in and out, or binary tensors both ways (tritonclient's default)."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    from agbento.v2 import HEADER_LENGTH, ProtocolModel
+
+    model = ProtocolModel.of(card)
+    table = demo_table().dropna(subset=[card.metadata["label"]])
+    table = table.drop(columns=card.metadata["label"])
+    one = table.sample(n=1, random_state=1)
+    thousand = table.sample(n=1000, replace=True, random_state=2)
+
+    def inputs(frame: Any, binary: bool) -> list[Any]:
+        tensors = []
+        for feature in model.features:
+            datatype = model.input_datatype(feature)
+            column = frame[feature.name]
+            if datatype == "BYTES":  # a BYTES tensor has no null: an empty string stands in
+                array = column.astype(object).where(column.notna(), "").astype(str)
+            else:
+                array = column.astype("float64")
+            array = array.to_numpy().astype(np.int64 if datatype == "INT64" else array.dtype)
+            tensor = triton.InferInput(feature.name, [len(frame)], datatype)
+            tensor.set_data_from_numpy(array, binary_data=binary)
+            tensors.append(tensor)
+        return tensors
+
+    json_outputs = [triton.InferRequestedOutput(o.name, binary_data=False)
+                    for o in model.outputs]
+    out = {}
+    for name, frame, binary in (("v2-single-json", one, False),
+                                ("v2-1000-json", thousand, False),
+                                ("v2-1000-binary", thousand, True)):
+        body, json_size = triton.InferenceServerClient.generate_request_body(
+            inputs(frame, binary), outputs=None if binary else json_outputs)
+        path = workdir / f"{name}.body"
+        path.write_bytes(body)
+        headers = {HEADER_LENGTH: str(json_size)} if json_size is not None else {}
+        content_type = "application/octet-stream" if binary else "application/json"
+        out[name] = (path, content_type, len(frame), headers)
     return out
 
 
@@ -335,6 +385,18 @@ def ratios(report: Report) -> dict[str, float | None]:
     ours, base = find("agbento", "1000-json", 4), find("baseline", "1000-json", 4)
     if ours and base:
         out["1000-json_c4_vs_baseline"] = round(ours.rows_per_s / base.rows_per_s, 2)
+    # the Open Inference Protocol V2 against /predict, same server, same run
+    for c in sorted({r.concurrency for r in report.runs if r.scenario == "v2-single-json"}):
+        v2, predict = find("agbento", "v2-single-json", c), find("agbento", "single-json", c)
+        if v2 and predict and predict.requests_per_s:
+            out[f"v2-single_c{c}_vs_predict"] = round(v2.requests_per_s / predict.requests_per_s,
+                                                      2)
+    predict = find("agbento", "1000-json", 4)
+    for scenario in ("v2-1000-json", "v2-1000-binary"):
+        v2 = find("agbento", scenario, 4)
+        if v2 and predict and predict.rows_per_s:
+            out[f"{scenario}_c4_vs_predict_1000-json"] = round(v2.rows_per_s / predict.rows_per_s,
+                                                              2)
     return out
 
 
@@ -458,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix="agbento-bench-") as work:
         files = bodies(card, Path(work))
+        v2_files = v2_bodies(card, Path(work))
+        v2_path = f"/v2/models/{card.tag.split(':')[0]}/infer"
         port = free_port()
         service = Server("agbento", [str(bin_dir / "bentoml"), "serve", ".", "--host",
                                      "127.0.0.1", "--port", str(port)], port, service_env)
@@ -466,6 +530,11 @@ def main(argv: list[str] | None = None) -> int:
             for c in concurrencies:
                 report.runs.append(measure(service, "single-json", "/predict",
                                            *files["single-json"][:2], 1, c, seconds))
+                # V2 right after /predict at each point, so drift in a shared machine's
+                # load hits both alike
+                path, content_type, rows, headers = v2_files["v2-single-json"]
+                report.runs.append(measure(service, "v2-single-json", v2_path, path,
+                                           content_type, rows, c, seconds, headers))
             path, content_type, rows = files["100-json"]
             report.runs.append(measure(service, "100-json", "/predict", path, content_type,
                                        rows, 16, seconds))
@@ -473,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
                 path, content_type, rows = files[name]
                 report.runs.append(measure(service, name, "/predict", path, content_type,
                                            rows, 4, seconds))
+            for name in ("v2-1000-json", "v2-1000-binary"):
+                path, content_type, rows, headers = v2_files[name]
+                report.runs.append(measure(service, name, v2_path, path, content_type, rows, 4,
+                                           seconds, headers))
             table = demo_table().drop(columns=card.metadata["label"])
             rows_file = Path(work) / "batch-input.parquet"
             table.sample(n=20_000 if args.quick else 100_000, replace=True,

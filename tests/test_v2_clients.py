@@ -287,3 +287,16 @@ def test_kserve_sdk_and_mlserver_pandas_codec_equal_predict(
 
     mlserver = run_client("mlserver", job)
     assert_same_answers(mlserver, expected, classes)
+
+
+def test_regression_predictions_are_fp64(regression_server: BentoServer,
+                                         tiny_models: TinyModels) -> None:
+    name = tiny_models.regression.tag.split(":")[0]
+    triton_client = client(regression_server)
+    metadata = triton_client.get_model_metadata(name)
+    assert metadata["outputs"] == [{"name": "predictions", "datatype": "FP64", "shape": [-1]}]
+    rows = [r for r in penguin_rows("body_mass_g", 30, seed=5) if r.get("sex")]
+    result = triton_client.infer(name, triton_inputs(rows, metadata, True))
+    expected = httpx.post(f"{regression_server.url}/predict", json={"data": rows},
+                          timeout=60).json()["predictions"]
+    assert result.as_numpy("predictions").tolist() == pytest.approx(expected, rel=1e-12)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput, InferResult
 
+from agbento.access import permission_for
 from agbento.errors import ApiError
 from agbento.schema import FeatureSchema
 from agbento.v2 import (
@@ -359,3 +360,17 @@ def test_error_message_spells_out_row_and_field_details() -> None:
                        "string, got number; row 2, input 'bill_length_mm': number must be finite")
     assert error_message(b'{"error": "already plain"}') == "already plain"
     assert error_message(b"Gateway Timeout") == "Gateway Timeout"
+
+
+@pytest.mark.parametrize(("path", "permission"), [
+    ("/v2", None), ("/v2/health/live", None), ("/v2/health/ready", None),
+    ("/v2/models/m/ready", None), ("/v2/models/m/versions/1/ready", None),
+    ("/v1/models/m", None),
+    ("/v2/models/m", "model_info"), ("/v2/models/m/versions/1", "model_info"),
+    ("/v2/models/m/infer", "predict"), ("/v2/models/m/versions/1/infer", "predict"),
+    ("/v1/models/m:predict", "predict"), ("/v2/repository/index", "model_info"),
+    ("/v1/other", "model_info"),
+])
+def test_protocol_paths_need_the_permissions_of_their_kind(path: str,
+                                                           permission: str | None) -> None:
+    assert permission_for(path, metrics_auth=False) == permission
