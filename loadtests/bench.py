@@ -538,14 +538,16 @@ def main(argv: list[str] | None = None) -> int:
             path, content_type, rows = files["100-json"]
             report.runs.append(measure(service, "100-json", "/predict", path, content_type,
                                        rows, 16, seconds))
-            for name in ("1000-json", "1000-csv", "1000-parquet"):
+            for name in ("1000-json", "v2-1000-json", "v2-1000-binary", "1000-csv",
+                         "1000-parquet"):
+                if name.startswith("v2-"):  # right after /predict's JSON, as above
+                    path, content_type, rows, headers = v2_files[name]
+                    report.runs.append(measure(service, name, v2_path, path, content_type, rows,
+                                               4, seconds, headers))
+                    continue
                 path, content_type, rows = files[name]
                 report.runs.append(measure(service, name, "/predict", path, content_type,
                                            rows, 4, seconds))
-            for name in ("v2-1000-json", "v2-1000-binary"):
-                path, content_type, rows, headers = v2_files[name]
-                report.runs.append(measure(service, name, v2_path, path, content_type, rows, 4,
-                                           seconds, headers))
             table = demo_table().drop(columns=card.metadata["label"])
             rows_file = Path(work) / "batch-input.parquet"
             table.sample(n=20_000 if args.quick else 100_000, replace=True,

@@ -12,6 +12,7 @@ from tritonclient.http import InferenceServerClient, InferInput, InferRequestedO
 from agbento.access import permission_for
 from agbento.errors import ApiError
 from agbento.schema import FeatureSchema
+from agbento.settings import Settings
 from agbento.v2 import (
     HEADER_LENGTH,
     ProtocolModel,
@@ -374,3 +375,9 @@ def test_error_message_spells_out_row_and_field_details() -> None:
 def test_protocol_paths_need_the_permissions_of_their_kind(path: str,
                                                            permission: str | None) -> None:
     assert permission_for(path, metrics_auth=False) == permission
+
+
+def test_the_served_model_name_is_a_setting() -> None:
+    assert Settings.from_env({}).served_model_name == ""
+    settings = Settings.from_env({"AGBENTO_SERVED_MODEL_NAME": " penguins "})
+    assert settings.served_model_name == "penguins"
