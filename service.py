@@ -239,8 +239,9 @@ class AgBento:
         scored from the cache or the batched model, observed; any bad row is an ApiError."""
         rows, scored = await self._accept_and_score(data, "fail")
         self.contract.model_failures(rows, scored)
+        if scored is None:  # cannot happen: "fail" refuses a request without good rows
+            raise ApiError(400, "empty_data", "the request has no rows")
         self._observe(rows, scored)
-        assert scored is not None  # "fail" accepted every row, and there is at least one
         return scored
 
     async def _accept_and_score(
@@ -307,8 +308,9 @@ class AgBento:
         return ScoredRequest.from_dict(answer)
 
 
-# Outermost first: log and time everything, refuse callers without the right key, refuse
-# excess load before reading bodies, then read and shape the bodies.
+# Outermost first: log and time everything, give V2/V1 paths their protocols' error shape,
+# refuse callers without the right key, refuse excess load before reading bodies, then read
+# and shape the bodies.
 AgBento.add_asgi_middleware(RequestLog, model_tag=card.tag)
 AgBento.add_asgi_middleware(ProtocolErrors)
 AgBento.add_asgi_middleware(
