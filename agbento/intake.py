@@ -17,6 +17,7 @@ import decimal
 import io
 import json
 import math
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -317,12 +318,40 @@ class PredictionIntake:
         await self.app(scope, _replay(body, receive), send)
 
 
-async def read_body(headers: Headers, receive: Receive, max_body_bytes: int) -> bytes:
-    """A request body of at most `max_body_bytes`, refused (413) before it is all read."""
-    if headers.get("content-encoding", "identity").lower() != "identity":
+async def read_body(
+    headers: Headers, receive: Receive, max_body_bytes: int, decompress: bool = False
+) -> bytes:
+    """A request body of at most `max_body_bytes`, refused (413) before it is all read.
+
+    `decompress`: accept gzip and deflate bodies (tritonclient can send them), bounded by the
+    same limit after decompression.
+    """
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity" and not (decompress and encoding in DECOMPRESSORS):
         raise ApiError(
             415, "unsupported_media_type", "compressed request bodies are not supported"
         )
+    raw = await _read_raw(headers, receive, max_body_bytes)
+    if encoding == "identity":
+        return raw
+    inflater = zlib.decompressobj(DECOMPRESSORS[encoding])
+    try:
+        body = inflater.decompress(raw, max_body_bytes + 1)
+    except zlib.error as exc:
+        raise ApiError(400, "bad_request",
+                       f"the {encoding} body does not decompress: {exc}") from None
+    if len(body) > max_body_bytes:
+        raise body_too_large(len(body), max_body_bytes)
+    if not inflater.eof:
+        raise ApiError(400, "bad_request", f"the {encoding} body is truncated")
+    return body
+
+
+# zlib window bits: gzip header, or zlib (HTTP's "deflate")
+DECOMPRESSORS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+async def _read_raw(headers: Headers, receive: Receive, max_body_bytes: int) -> bytes:
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
         raise body_too_large(int(declared), max_body_bytes)

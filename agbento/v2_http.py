@@ -87,7 +87,8 @@ async def _infer(request: Request, request_id: str) -> Response:
     service = bentoml.get_current_service()
     protocol = _target(request)
     settings = get_settings()
-    body = await read_body(request.headers, request.receive, settings.max_body_bytes)
+    body = await read_body(request.headers, request.receive, settings.max_body_bytes,
+                           decompress=True)
     decoded = decode_request(body, request.headers.get(HEADER_LENGTH), protocol,
                              service.contract.max_rows)
     request.state.rows = len(decoded.records)
@@ -106,7 +107,8 @@ async def v1_predict(request: Request) -> Response:
 async def _v1_predict(request: Request, request_id: str) -> Response:
     service = bentoml.get_current_service()
     protocol = _target(request)
-    body = await read_body(request.headers, request.receive, get_settings().max_body_bytes)
+    body = await read_body(request.headers, request.receive, get_settings().max_body_bytes,
+                           decompress=True)
     records = decode_v1_request(body, protocol, service.contract.max_rows)
     request.state.rows = len(records)
     scored = await service.score_rows(records)

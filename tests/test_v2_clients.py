@@ -7,9 +7,11 @@ client's answers must equal /predict's on the same rows, on a server that requir
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from tests.conftest import MAX_BODY_BYTES, MAX_ROWS, ApiKeys
 from tests.protocol_clients.venv import HERE as CLIENTS_DIR
 from tests.protocol_clients.venv import client_python
 from tests.servers import BentoServer, start_server
-from tests.test_service import penguin_rows
+from tests.test_service import adaptive_batches, penguin_rows
 from tests.tiny_models import TinyModels
 
 pytestmark = pytest.mark.integration
@@ -300,3 +302,70 @@ def test_regression_predictions_are_fp64(regression_server: BentoServer,
     expected = httpx.post(f"{regression_server.url}/predict", json={"data": rows},
                           timeout=60).json()["predictions"]
     assert result.as_numpy("predictions").tolist() == pytest.approx(expected, rel=1e-12)
+
+
+def v2_json(rows: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
+    return {"inputs": [{"name": spec["name"], "datatype": spec["datatype"],
+                        "shape": [len(rows)], "data": [row.get(spec["name"]) for row in rows]}
+                       for spec in metadata["inputs"]]}
+
+
+def test_v2_shares_batching_and_the_cache_with_predict(v2_server: BentoServer,
+                                                       tiny_models: TinyModels,
+                                                       api_keys: ApiKeys) -> None:
+    name = model_name(tiny_models)
+    metadata = httpx.get(f"{v2_server.url}/v2/models/{name}", headers=api_keys.header("reader"),
+                         timeout=30).json()
+    key = api_keys.header("scorer")
+    # rows no other test sends, so the cache cannot answer them the first time
+    rows = [{**row, "body_mass_g": 4000.5 + i} for i, row in enumerate(complete_rows(64))]
+
+    def v2(row: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{v2_server.url}/v2/models/{name}/infer",
+                          json=v2_json([row], metadata), headers=key, timeout=60)
+
+    def rest(row: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{v2_server.url}/predict", json={"data": [row]}, headers=key,
+                          timeout=60)
+
+    def send(pairs: list[tuple[Any, dict[str, Any]]]) -> None:
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            responses = list(pool.map(lambda pair: pair[0](pair[1]), pairs))
+        assert [r.status_code for r in responses] == [200] * len(pairs)
+
+    rows_before, calls_before = adaptive_batches(v2_server)
+    send([(v2 if i % 2 else rest, row) for i, row in enumerate(rows)])
+    rows_after, calls_after = adaptive_batches(v2_server)
+    assert rows_after - rows_before == 64
+    assert calls_after - calls_before < 64  # V2 and /predict requests merged into batches
+    # the same rows the other way round: every answer comes from the shared cache
+    send([(rest if i % 2 else v2, row) for i, row in enumerate(rows)])
+    assert adaptive_batches(v2_server)[0] == rows_after
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_tritonclient_compressed_requests(v2_server: BentoServer, tiny_models: TinyModels,
+                                          api_keys: ApiKeys, algorithm: str) -> None:
+    name = model_name(tiny_models)
+    triton_client = client(v2_server)
+    metadata = triton_client.get_model_metadata(name, headers=api_keys.header("admin"))
+    rows = complete_rows(20)
+    result = triton_client.infer(name, triton_inputs(rows, metadata, True),
+                                 headers=api_keys.header("scorer"),
+                                 request_compression_algorithm=algorithm)
+    expected = predict(v2_server, rows, api_keys.keys["scorer"])["predictions"]
+    assert [v.decode() for v in result.as_numpy("predictions").tolist()] == expected
+
+
+def test_compressed_bodies_keep_the_body_limit(v2_server: BentoServer, tiny_models: TinyModels,
+                                               api_keys: ApiKeys) -> None:
+    url = f"{v2_server.url}/v2/models/{model_name(tiny_models)}/infer"
+    headers = {**api_keys.header("scorer"), "Content-Encoding": "gzip"}
+    bomb = gzip.compress(b" " * (MAX_BODY_BYTES + 1))  # ~1 KB that inflates past the limit
+    response = httpx.post(url, content=bomb, headers=headers, timeout=30)
+    assert response.status_code == 413 and "AGBENTO_MAX_BODY_BYTES" in response.json()["error"]
+    cut = gzip.compress(b'{"inputs": []}')[:-8]  # without gzip's trailer
+    response = httpx.post(url, content=cut, headers=headers, timeout=30)
+    assert response.status_code == 400 and "truncated" in response.json()["error"]
+    response = httpx.post(url, content=b"not gzip", headers=headers, timeout=30)
+    assert response.status_code == 400 and "gzip" in response.json()["error"]
