@@ -75,6 +75,8 @@ class Report:
     runs: list[Run] = field(default_factory=list)
     batch_client: dict[str, dict[str, Any]] = field(default_factory=dict)
     ratios: dict[str, float | None] = field(default_factory=dict)
+    # median ms of one request at a time, the scenarios taken in turn (see `interleaved`)
+    interleaved_ms: dict[str, float] = field(default_factory=dict)
 
 
 # -- the pieces ---------------------------------------------------------------------------
@@ -337,6 +339,30 @@ def v2_bodies(card: ModelCard, workdir: Path) -> dict[str, tuple[Path, str, int,
     return out
 
 
+def interleaved(server: Server, cases: dict[str, tuple[str, Path, str, dict]],
+                rounds: int) -> dict[str, float]:
+    """Median latency of one request at a time, the cases sent in turn, round after round:
+    a shared machine's changing load then hits every case alike (wrk's runs are minutes
+    apart). Each case is (path, body file, content type, headers)."""
+    requests = {name: (path, body.read_bytes(), {"content-type": content_type, **headers})
+                for name, (path, body, content_type, headers) in cases.items()}
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for round_ in range(rounds + 3):  # 3 warm-up rounds
+            for name, (path, body, headers) in requests.items():
+                start = time.perf_counter()
+                response = client.post(path, content=body, headers=headers)
+                elapsed = time.perf_counter() - start
+                if response.status_code != 200:
+                    raise RuntimeError(f"{name}: {response.status_code} {response.text[:300]}")
+                if round_ >= 3:
+                    times[name].append(elapsed)
+    medians = {name: round(statistics.median(v) * 1000, 2) for name, v in times.items()}
+    for name, ms in medians.items():
+        print(f"interleaved {name:22} median {ms:7.2f} ms ({rounds} requests)")
+    return medians
+
+
 def batch_client(target: list[str], rows_file: Path, workdir: Path) -> dict[str, Any]:
     """`python -m agbento.batch` on a Parquet file: its own summary (rows/s and more)."""
     out = workdir / f"scored-{len(list(workdir.glob('scored-*')))}.parquet"
@@ -397,6 +423,24 @@ def ratios(report: Report) -> dict[str, float | None]:
         if v2 and predict and predict.rows_per_s:
             out[f"{scenario}_c4_vs_predict_1000-json"] = round(v2.rows_per_s / predict.rows_per_s,
                                                               2)
+    # server CPU per request (all processes): steadier than req/s when the machine is shared
+    def cpu_ms(run: Run) -> float:
+        return 10 * run.server_cpu_pct / run.requests_per_s
+
+    pairs = [("v2-single-json", "single-json", c) for c in (16, 64, 256)]
+    pairs += [("v2-1000-json", "1000-json", 4), ("v2-1000-binary", "1000-json", 4)]
+    for v2_scenario, scenario, c in pairs:
+        v2, predict = find("agbento", v2_scenario, c), find("agbento", scenario, c)
+        if v2 and predict and v2.requests_per_s and predict.requests_per_s:  # > 1: V2 cheaper
+            out[f"{v2_scenario}_c{c}_cpu_per_request_saving_vs_{scenario}"] = round(
+                cpu_ms(predict) / cpu_ms(v2), 2)
+    ms = report.interleaved_ms
+    for v2, predict in (("v2 single-json", "predict single-json"),
+                        ("v2 1000-json", "predict 1000-json"),
+                        ("v2 1000-binary", "predict 1000-json")):
+        if v2 in ms and predict in ms:  # > 1: V2 answers faster
+            out[f"{v2.replace(' ', '-')}_interleaved_speed_vs_{predict.replace(' ', '-')}"] = (
+                round(ms[predict] / ms[v2], 2))
     return out
 
 
@@ -449,6 +493,10 @@ def markdown(report: Report) -> str:
                   "", "| target | rows | seconds | rows/s |", "| --- | ---: | ---: | ---: |"]
         for target, v in report.batch_client.items():
             lines.append(f"| {target} | {v['rows']} | {v['seconds']} | {v['rows_per_s']} |")
+    if report.interleaved_ms:
+        lines += ["", "## V2 against /predict, one request at a time, in turn (median ms)", "",
+                  "| scenario | median ms |", "| --- | ---: |"]
+        lines += [f"| {name} | {ms} |" for name, ms in report.interleaved_ms.items()]
     lines += ["", "## Ratios", ""]
     lines += [f"- `{k}`: {v}" for k, v in report.ratios.items()]
     lines += ["", "The limit for single-row clients is the model in-process at a batch as "
@@ -538,6 +586,16 @@ def main(argv: list[str] | None = None) -> int:
             path, content_type, rows = files["100-json"]
             report.runs.append(measure(service, "100-json", "/predict", path, content_type,
                                        rows, 16, seconds))
+            report.interleaved_ms = interleaved(service, {
+                "predict single-json": ("/predict", *files["single-json"][:2], {}),
+                "v2 single-json": (v2_path, *v2_files["v2-single-json"][:2],
+                                   v2_files["v2-single-json"][3]),
+                "predict 1000-json": ("/predict", *files["1000-json"][:2], {}),
+                "v2 1000-json": (v2_path, *v2_files["v2-1000-json"][:2],
+                                 v2_files["v2-1000-json"][3]),
+                "v2 1000-binary": (v2_path, *v2_files["v2-1000-binary"][:2],
+                                   v2_files["v2-1000-binary"][3]),
+            }, 100 if args.quick else 300)
             for name in ("1000-json", "v2-1000-json", "v2-1000-binary", "1000-csv",
                          "1000-parquet"):
                 if name.startswith("v2-"):  # right after /predict's JSON, as above
