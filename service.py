@@ -27,10 +27,10 @@ from starlette.routing import Route
 from agbento.access import AccessGate
 from agbento.cache import CacheConfig, PredictionCache, open_backend
 from agbento.contract import AnswerShape, PredictionContract
-from agbento.errors import ApiError
+from agbento.errors import ApiError, ErrorCode
 from agbento.guard import ErrorGuard, internal_error, report_internal_error
 from agbento.http import error_response, json_response, request_id_from
-from agbento.inference import TabularRuntime, log_rejected_rows
+from agbento.inference import ScoredRequest, TabularRuntime, log_rejected_rows
 from agbento.intake import PredictionIntake
 from agbento.metrics import MODEL_INFO, MODEL_READY, PredictionObserver, observe_inputs
 from agbento.overload import InflightLimit
@@ -38,13 +38,17 @@ from agbento.prediction_log import PredictionSampler
 from agbento.ratelimit import RateLimitConfig
 from agbento.request_log import RequestLog
 from agbento.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
-from agbento.schema import OnError
+from agbento.schema import OnError, ValidatedRows
 from agbento.scoring import CachedScorer, ModelServiceClient
 from agbento.shutdown import bound_after_sigterm
 from agbento.store import load_card
+from agbento.v2 import ProtocolModel
+from agbento.v2_http import ProtocolErrors, protocol_routes
 
 stored_model = bentoml.models.BentoModel(settings.model)
 card = load_card(stored_model)
+# Open Inference Protocol V2 and KServe V1: codecs in front of the same contract
+protocol = ProtocolModel.of(card, settings.served_model_name)
 Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
@@ -107,6 +111,7 @@ info_routes = Starlette(
         Route("/health", health),
         Route("/model/info", model_info),
         Route("/admin/cache/clear", clear_cache, methods=["POST"]),
+        *protocol_routes(),
     ]
 )
 
@@ -129,6 +134,7 @@ class AgBento:
 
     def __init__(self) -> None:
         self.card = card
+        self.protocol = protocol
         self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
         cache_config = CacheConfig.from_settings(settings)
         self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
@@ -187,10 +193,7 @@ class AgBento:
         ctx.request.state.rows = len(data) if isinstance(data, list) else 0
         try:
             self.contract.require_shape(shape)
-            rows = self.contract.accept(data, on_error)
-            observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
-            scored = await self.scoring.score(rows.rows)
-            log_rejected_rows(scored, rows.indices, request_id)
+            rows, scored = await self._accept_and_score(data, on_error, request_id)
             placed = self.contract.place(rows, len(data), scored, on_error)
             body = self.contract.render(placed, rows, request_id, shape)
             self.observer.observe(rows.rows, scored)
@@ -204,6 +207,25 @@ class AgBento:
         ctx.response.status_code = response.status_code
         return response
 
+    async def score_rows(self, data: list[Any], request_id: str) -> ScoredRequest:
+        """/predict's path for the other protocols' codecs (V2, KServe V1): validated,
+        scored from the cache or the batched model, observed; any bad row is an ApiError."""
+        rows, scored = await self._accept_and_score(data, "fail", request_id)
+        self.contract.model_failures(rows, scored)
+        if scored is None:  # cannot happen: "fail" refuses a request without good rows
+            raise ApiError(ErrorCode.EMPTY_DATA, "the request has no rows")
+        self.observer.observe(rows.rows, scored)
+        return scored
+
+    async def _accept_and_score(
+        self, data: Any, on_error: OnError, request_id: str
+    ) -> tuple[ValidatedRows, ScoredRequest | None]:
+        rows = self.contract.accept(data, on_error)
+        observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
+        scored = await self.scoring.score(rows.rows)
+        log_rejected_rows(scored, rows.indices, request_id)
+        return rows, scored
+
 
 # Outermost first (BentoML keeps the order; its own layers sit outside all of ours):
 # answer any exception at once, log and time everything, refuse callers without the right
@@ -211,6 +233,7 @@ class AgBento:
 # path each layer acts on is in the route table (agbento/routes.py).
 AgBento.add_asgi_middleware(ErrorGuard)
 AgBento.add_asgi_middleware(RequestLog, model_tag=card.tag)
+AgBento.add_asgi_middleware(ProtocolErrors)  # V2/V1 paths: the protocols' error shape
 AgBento.add_asgi_middleware(
     AccessGate,
     keys_file=settings.api_keys_file,

@@ -74,14 +74,10 @@ class PredictionContract:
                 "probabilities; use /predict",
             )
 
-    def place(self, rows: ValidatedRows, total: int, scored: ScoredRequest | None,
-              on_error: OnError = "fail") -> PlacedAnswer:
-        """Each scored row at its request index, null for the rows not answered.
-
-        The common case (every row scored) keeps the model's JSON fragments as they are,
-        without parsing them. A row the model could not score fails the request, unless
-        on_error="skip" (then it is listed in `errors` with the rows the schema refused).
-        """
+    @staticmethod
+    def model_failures(rows: ValidatedRows, scored: ScoredRequest | None,
+                       on_error: OnError = "fail") -> list[dict[str, Any]]:
+        """Rows the model itself could not score, by request row; an ApiError in fail mode."""
         failures = [] if scored is None else [
             {"row": rows.indices[f["row"]], "field": None, "problem": f["problem"]}
             for f in scored.failed
@@ -92,6 +88,17 @@ class PredictionContract:
                 f"the model could not score {len(failures)} row(s)",
                 failures,
             )
+        return failures
+
+    def place(self, rows: ValidatedRows, total: int, scored: ScoredRequest | None,
+              on_error: OnError = "fail") -> PlacedAnswer:
+        """Each scored row at its request index, null for the rows not answered.
+
+        The common case (every row scored) keeps the model's JSON fragments as they are,
+        without parsing them. A row the model could not score fails the request, unless
+        on_error="skip" (then it is listed in `errors` with the rows the schema refused).
+        """
+        failures = self.model_failures(rows, scored, on_error)
         errors = sorted([p.to_dict() for p in rows.problems] + failures, key=lambda e: e["row"])
         if scored is not None and len(rows.rows) == total:
             predictions, probabilities = scored.predictions, scored.probabilities

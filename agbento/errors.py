@@ -37,6 +37,10 @@ class ErrorCode(StrEnum):
     TOO_MANY_VALUES = "too_many_values", 413
     TOO_MANY_COLUMNS = "too_many_columns", 413
     DECODED_TOO_LARGE = "decoded_too_large", 413
+    # Open Inference Protocol V2 / KServe V1
+    INVALID_TENSOR = "invalid_tensor", 400
+    MISSING_INPUTS = "missing_inputs", 400
+    MODEL_NOT_FOUND = "model_not_found", 404
     # Rows the model cannot take
     INVALID_ROWS = "invalid_rows", 422
     MODEL_REJECTED_ROWS = "model_rejected_rows", 422

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -179,7 +180,13 @@ def _too_deep() -> ApiError:
     return ApiError(ErrorCode.INVALID_JSON, "the JSON is nested too deeply")
 
 
-def parse_json(raw: bytes, bounds: TableBounds) -> Any:
+def _nan_is_null(name: str) -> Any:
+    return None if name == "NaN" else _reject_constant(name)
+
+
+def parse_json(raw: bytes, bounds: TableBounds, nan_is_null: bool = False) -> Any:
+    """JSON within `bounds`; `nan_is_null` reads a NaN literal as a missing value (tensor
+    clients send NaN for pandas' missing values)."""
     if not raw.strip():
         raise ApiError(ErrorCode.INVALID_JSON, "the body is empty; send {\"data\": [rows]}")
     values = json_value_count(raw, bounds.max_cells)
@@ -193,7 +200,8 @@ def parse_json(raw: bytes, bounds: TableBounds) -> Any:
         numbers = {"parse_int": hooks.integer, "parse_float": hooks.real}
     try:
         return json.loads(
-            raw, object_pairs_hook=hooks.object, parse_constant=_reject_constant, **numbers
+            raw, object_pairs_hook=hooks.object,
+            parse_constant=_nan_is_null if nan_is_null else _reject_constant, **numbers
         )
     except json.JSONDecodeError as exc:
         raise ApiError(
@@ -512,7 +520,7 @@ class PredictionIntake:
         headers = Headers(scope=scope)
         request_id = request_id_from(headers)
         try:
-            raw = await self._read(headers, receive)
+            raw = await read_body(headers, receive, self.max_body_bytes)
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             on_error = query.get("on_error", [None])[-1]
             body = read_prediction_body(
@@ -537,34 +545,65 @@ class PredictionIntake:
         }
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read(self, headers: Headers, receive: Receive) -> bytes:
-        if headers.get("content-encoding", "identity").lower() != "identity":
-            raise ApiError(
-                ErrorCode.UNSUPPORTED_MEDIA_TYPE, "compressed request bodies are not supported"
-            )
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise self._too_large(int(declared))
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ApiError(ErrorCode.BAD_REQUEST, "the client disconnected mid-body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise self._too_large(size)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
-    def _too_large(self, size: int) -> ApiError:
-        return ApiError(
-            ErrorCode.BODY_TOO_LARGE,
-            f"the body ({size} bytes or more) exceeds the limit of {self.max_body_bytes} bytes "
-            "(AGBENTO_MAX_BODY_BYTES); split the request or use the batch client",
+async def read_body(
+    headers: Headers, receive: Receive, max_body_bytes: int, decompress: bool = False
+) -> bytes:
+    """A request body of at most `max_body_bytes`, refused (413) before it is all read.
+
+    `decompress`: accept gzip and deflate bodies (tritonclient can send them), bounded by the
+    same limit after decompression.
+    """
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity" and not (decompress and encoding in DECOMPRESSORS):
+        raise ApiError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE, "compressed request bodies are not supported"
         )
+    raw = await _read_raw(headers, receive, max_body_bytes)
+    if encoding == "identity":
+        return raw
+    inflater = zlib.decompressobj(DECOMPRESSORS[encoding])
+    try:
+        body = inflater.decompress(raw, max_body_bytes + 1)
+    except zlib.error as exc:
+        raise ApiError(ErrorCode.BAD_REQUEST,
+                       f"the {encoding} body does not decompress: {exc}") from None
+    if len(body) > max_body_bytes:
+        raise body_too_large(len(body), max_body_bytes)
+    if not inflater.eof:
+        raise ApiError(ErrorCode.BAD_REQUEST, f"the {encoding} body is truncated")
+    return body
+
+
+# zlib window bits: gzip header, or zlib (HTTP's "deflate")
+DECOMPRESSORS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+async def _read_raw(headers: Headers, receive: Receive, max_body_bytes: int) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        raise body_too_large(int(declared), max_body_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(ErrorCode.BAD_REQUEST, "the client disconnected mid-body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise body_too_large(size, max_body_bytes)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def body_too_large(size: int, limit: int) -> ApiError:
+    return ApiError(
+        ErrorCode.BODY_TOO_LARGE,
+        f"the body ({size} bytes or more) exceeds the limit of {limit} bytes "
+        "(AGBENTO_MAX_BODY_BYTES); split the request or use the batch client",
+    )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -75,7 +75,8 @@ class RequestLog:
         if status < 400:
             ROWS.labels(endpoint=endpoint, key_id=key_id).inc(rows)
         else:
-            code, reason = error_of(error_body)
+            # an inner layer that rewrote the body (V2's error shape) left the original's
+            code, reason = state.get("error") or error_of(error_body)
             line.update(error=code, reason=reason)
             if 400 <= status < 500:
                 VALIDATION_FAILURES.labels(reason=code).inc()

@@ -31,6 +31,10 @@ class Route:
     guarded: bool = False
     # /metrics is open unless AGBENTO_METRICS_AUTH asks for the admin permission
     metrics: bool = False
+    # Open Inference Protocol V2 / KServe V1: errors answer in the protocols' shape
+    protocol: bool = False
+    # the `endpoint` metrics label when the path itself is unbounded (a model name in it)
+    label: str | None = None
 
     def needs(self, metrics_auth: bool) -> Permission | None:
         if self.metrics:
@@ -64,11 +68,40 @@ PREFIXES: tuple[tuple[str, Route], ...] = (
 # Anything else we may add later is closed by default.
 UNKNOWN = Route(Permission.MODEL_INFO)
 
+# Open Inference Protocol V2 and KServe V1 (agbento/v2_http.py): the model's name is in
+# the path, so these routes are matched by their shape. Health and readiness are open like
+# the probes, model metadata needs model_info, inference needs predict.
+V2_SERVER = Route(None, protocol=True, label="/v2/metadata")
+V2_HEALTH = Route(None, logged=False, protocol=True)
+V2_METADATA = Route(Permission.MODEL_INFO, protocol=True, label="/v2/metadata")
+V2_MODEL_READY = Route(None, protocol=True, label="/v2/metadata")
+V2_INFER = Route(Permission.PREDICT, guarded=True, protocol=True, label="/v2/infer")
+V1_MODEL = Route(None, protocol=True, label="/v2/metadata")  # KServe V1's readiness
+V1_PREDICT = Route(Permission.PREDICT, guarded=True, protocol=True, label="/v1/predict")
+
+
+def _protocol_route(path: str) -> Route | None:
+    if path == "/v2":
+        return V2_SERVER
+    if path in ("/v2/health/live", "/v2/health/ready"):
+        return V2_HEALTH
+    if path.startswith("/v2/models/"):
+        if path.endswith("/infer"):
+            return V2_INFER
+        return V2_MODEL_READY if path.endswith("/ready") else V2_METADATA
+    if path.startswith("/v2/"):  # the rest of the protocol (repository, ...): not served
+        return V2_METADATA
+    if path.startswith("/v1/models/"):
+        return V1_PREDICT if path.endswith(":predict") else V1_MODEL
+    return None
+
 PREDICTION_PATHS: tuple[str, ...] = tuple(p for p, r in ROUTES.items() if r.prediction)
 
 
 def route_for(path: str) -> Route:
     if (route := ROUTES.get(path)) is not None:
+        return route
+    if (route := _protocol_route(path)) is not None:
         return route
     for prefix, rule in PREFIXES:
         if path.startswith(prefix):
@@ -78,4 +111,7 @@ def route_for(path: str) -> Route:
 
 def endpoint_label(path: str) -> str:
     """The bounded `endpoint` label of our metrics: the path if it is in the table."""
-    return path if path in ROUTES else "other"
+    if path in ROUTES:
+        return path
+    route = _protocol_route(path)
+    return route.label if route is not None and route.label else "other"

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
 
     model: str = Field(f"{DEMO_MODEL_NAME}:latest",
                        description="model tag in the BentoML store to serve")
+    served_model_name: str = Field("", description="the model's name in V2/V1 paths "
+                                   "(/v2/models/{name}/infer); unset: the tag's name")
     max_rows: int = Field(10_000, ge=1, description="rows per request")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="request body bytes")
     max_cells: int = Field(1_000_000, ge=1, description="values per request, checked before "

@@ -75,6 +75,8 @@ class Report:
     runs: list[Run] = field(default_factory=list)
     batch_client: dict[str, dict[str, Any]] = field(default_factory=dict)
     ratios: dict[str, float | None] = field(default_factory=dict)
+    # median ms of one request at a time, the scenarios taken in turn (see `interleaved`)
+    interleaved_ms: dict[str, float] = field(default_factory=dict)
 
 
 # -- the pieces ---------------------------------------------------------------------------
@@ -224,12 +226,15 @@ class Monitor:
         self.cpu_pct = 100 * (self._cpu() - self.cpu_start) / elapsed
 
 
-def wrk(url: str, body: Path, content_type: str, concurrency: int, seconds: int) -> dict:
+def wrk(url: str, body: Path, content_type: str, concurrency: int, seconds: int,
+        headers: dict[str, str] | None = None) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    extra = "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
     result = subprocess.run(
         ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
          "-s", str(LUA), url],
-        env={**os.environ, "BODY_FILE": str(body), "CONTENT_TYPE": content_type},
+        env={**os.environ, "BODY_FILE": str(body), "CONTENT_TYPE": content_type,
+             "EXTRA_HEADERS": extra},
         capture_output=True, text=True, timeout=seconds + 120,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -243,10 +248,12 @@ def wrk(url: str, body: Path, content_type: str, concurrency: int, seconds: int)
 
 
 def measure(server: Server, scenario: str, path: str, body: Path, content_type: str,
-            rows: int, concurrency: int, seconds: int) -> Run:
-    wrk(f"{server.url}{path}", body, content_type, concurrency, 1)  # warm up connections
+            rows: int, concurrency: int, seconds: int,
+            headers: dict[str, str] | None = None) -> Run:
+    # warm up connections
+    wrk(f"{server.url}{path}", body, content_type, concurrency, 1, headers)
     with Monitor(server) as monitor:
-        summary = wrk(f"{server.url}{path}", body, content_type, concurrency, seconds)
+        summary = wrk(f"{server.url}{path}", body, content_type, concurrency, seconds, headers)
     rps = summary["requests"] / (summary["duration_us"] / 1e6)
     run = Run(
         server=server.name, scenario=scenario, concurrency=concurrency, rows_per_request=rows,
@@ -257,7 +264,7 @@ def measure(server: Server, scenario: str, path: str, body: Path, content_type: 
         server_peak_rss_mb=round(monitor.peak_rss / 2**20, 1),
         wrk_cpu_pct=summary["wrk_cpu_pct"],
     )
-    print(f"{server.name:9} {scenario:14} c={concurrency:<4} {run.requests_per_s:9.1f} req/s "
+    print(f"{server.name:9} {scenario:17} c={concurrency:<4} {run.requests_per_s:9.1f} req/s "
           f"{run.rows_per_s:10.1f} rows/s  p50 {run.p50_ms:7.1f}  p99 {run.p99_ms:7.1f} ms  "
           f"non-2xx {run.non2xx}  server cpu {run.server_cpu_pct}%  wrk cpu {run.wrk_cpu_pct}%")
     return run
@@ -285,6 +292,75 @@ def bodies(card: ModelCard, workdir: Path) -> dict[str, tuple[Path, str, int]]:
     (workdir / "1000-parquet.body").write_bytes(buffer.getvalue())
     out["1000-parquet"] = (workdir / "1000-parquet.body", "application/vnd.apache.parquet", 1000)
     return out
+
+
+def v2_bodies(card: ModelCard, workdir: Path) -> dict[str, tuple[Path, str, int, dict]]:
+    """Open Inference Protocol V2 bodies of the same rows, built by tritonclient: one tensor
+    per feature; JSON in and out, or binary tensors both ways (tritonclient's default)."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    from agbento.v2 import HEADER_LENGTH, ProtocolModel
+
+    model = ProtocolModel.of(card)
+    table = demo_table().dropna(subset=[card.metadata["label"]])
+    table = table.drop(columns=card.metadata["label"])
+    one = table.sample(n=1, random_state=1)
+    thousand = table.sample(n=1000, replace=True, random_state=2)
+
+    def inputs(frame: Any, binary: bool) -> list[Any]:
+        tensors = []
+        for feature in model.features:
+            datatype = model.input_datatype(feature)
+            column = frame[feature.name]
+            if datatype == "BYTES":  # a BYTES tensor has no null: an empty string stands in
+                array = column.astype(object).where(column.notna(), "").astype(str)
+            else:
+                array = column.astype("float64")
+            array = array.to_numpy().astype(np.int64 if datatype == "INT64" else array.dtype)
+            tensor = triton.InferInput(feature.name, [len(frame)], datatype)
+            tensor.set_data_from_numpy(array, binary_data=binary)
+            tensors.append(tensor)
+        return tensors
+
+    json_outputs = [triton.InferRequestedOutput(o.name, binary_data=False)
+                    for o in model.outputs]
+    out = {}
+    for name, frame, binary in (("v2-single-json", one, False),
+                                ("v2-1000-json", thousand, False),
+                                ("v2-1000-binary", thousand, True)):
+        body, json_size = triton.InferenceServerClient.generate_request_body(
+            inputs(frame, binary), outputs=None if binary else json_outputs)
+        path = workdir / f"{name}.body"
+        path.write_bytes(body)
+        headers = {HEADER_LENGTH: str(json_size)} if json_size is not None else {}
+        content_type = "application/octet-stream" if binary else "application/json"
+        out[name] = (path, content_type, len(frame), headers)
+    return out
+
+
+def interleaved(server: Server, cases: dict[str, tuple[str, Path, str, dict]],
+                rounds: int) -> dict[str, float]:
+    """Median latency of one request at a time, the cases sent in turn, round after round:
+    a shared machine's changing load then hits every case alike (wrk's runs are minutes
+    apart). Each case is (path, body file, content type, headers)."""
+    requests = {name: (path, body.read_bytes(), {"content-type": content_type, **headers})
+                for name, (path, body, content_type, headers) in cases.items()}
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for round_ in range(rounds + 3):  # 3 warm-up rounds
+            for name, (path, body, headers) in requests.items():
+                start = time.perf_counter()
+                response = client.post(path, content=body, headers=headers)
+                elapsed = time.perf_counter() - start
+                if response.status_code != 200:
+                    raise RuntimeError(f"{name}: {response.status_code} {response.text[:300]}")
+                if round_ >= 3:
+                    times[name].append(elapsed)
+    medians = {name: round(statistics.median(v) * 1000, 2) for name, v in times.items()}
+    for name, ms in medians.items():
+        print(f"interleaved {name:22} median {ms:7.2f} ms ({rounds} requests)")
+    return medians
 
 
 def batch_client(target: list[str], rows_file: Path, workdir: Path) -> dict[str, Any]:
@@ -335,6 +411,36 @@ def ratios(report: Report) -> dict[str, float | None]:
     ours, base = find("agbento", "1000-json", 4), find("baseline", "1000-json", 4)
     if ours and base:
         out["1000-json_c4_vs_baseline"] = round(ours.rows_per_s / base.rows_per_s, 2)
+    # the Open Inference Protocol V2 against /predict, same server, same run
+    for c in sorted({r.concurrency for r in report.runs if r.scenario == "v2-single-json"}):
+        v2, predict = find("agbento", "v2-single-json", c), find("agbento", "single-json", c)
+        if v2 and predict and predict.requests_per_s:
+            out[f"v2-single_c{c}_vs_predict"] = round(v2.requests_per_s / predict.requests_per_s,
+                                                      2)
+    predict = find("agbento", "1000-json", 4)
+    for scenario in ("v2-1000-json", "v2-1000-binary"):
+        v2 = find("agbento", scenario, 4)
+        if v2 and predict and predict.rows_per_s:
+            out[f"{scenario}_c4_vs_predict_1000-json"] = round(v2.rows_per_s / predict.rows_per_s,
+                                                              2)
+    # server CPU per request (all processes): steadier than req/s when the machine is shared
+    def cpu_ms(run: Run) -> float:
+        return 10 * run.server_cpu_pct / run.requests_per_s
+
+    pairs = [("v2-single-json", "single-json", c) for c in (16, 64, 256)]
+    pairs += [("v2-1000-json", "1000-json", 4), ("v2-1000-binary", "1000-json", 4)]
+    for v2_scenario, scenario, c in pairs:
+        v2, predict = find("agbento", v2_scenario, c), find("agbento", scenario, c)
+        if v2 and predict and v2.requests_per_s and predict.requests_per_s:  # > 1: V2 cheaper
+            out[f"{v2_scenario}_c{c}_cpu_per_request_saving_vs_{scenario}"] = round(
+                cpu_ms(predict) / cpu_ms(v2), 2)
+    ms = report.interleaved_ms
+    for v2, predict in (("v2 single-json", "predict single-json"),
+                        ("v2 1000-json", "predict 1000-json"),
+                        ("v2 1000-binary", "predict 1000-json")):
+        if v2 in ms and predict in ms:  # > 1: V2 answers faster
+            out[f"{v2.replace(' ', '-')}_interleaved_speed_vs_{predict.replace(' ', '-')}"] = (
+                round(ms[predict] / ms[v2], 2))
     return out
 
 
@@ -387,6 +493,10 @@ def markdown(report: Report) -> str:
                   "", "| target | rows | seconds | rows/s |", "| --- | ---: | ---: | ---: |"]
         for target, v in report.batch_client.items():
             lines.append(f"| {target} | {v['rows']} | {v['seconds']} | {v['rows_per_s']} |")
+    if report.interleaved_ms:
+        lines += ["", "## V2 against /predict, one request at a time, in turn (median ms)", "",
+                  "| scenario | median ms |", "| --- | ---: |"]
+        lines += [f"| {name} | {ms} |" for name, ms in report.interleaved_ms.items()]
     lines += ["", "## Ratios", ""]
     lines += [f"- `{k}`: {v}" for k, v in report.ratios.items()]
     lines += ["", "The limit for single-row clients is the model in-process at a batch as "
@@ -458,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix="agbento-bench-") as work:
         files = bodies(card, Path(work))
+        v2_files = v2_bodies(card, Path(work))
+        v2_path = f"/v2/models/{card.tag.split(':')[0]}/infer"
         port = free_port()
         service = Server("agbento", [str(bin_dir / "bentoml"), "serve", ".", "--host",
                                      "127.0.0.1", "--port", str(port)], port, service_env)
@@ -466,10 +578,31 @@ def main(argv: list[str] | None = None) -> int:
             for c in concurrencies:
                 report.runs.append(measure(service, "single-json", "/predict",
                                            *files["single-json"][:2], 1, c, seconds))
+                # V2 right after /predict at each point, so drift in a shared machine's
+                # load hits both alike
+                path, content_type, rows, headers = v2_files["v2-single-json"]
+                report.runs.append(measure(service, "v2-single-json", v2_path, path,
+                                           content_type, rows, c, seconds, headers))
             path, content_type, rows = files["100-json"]
             report.runs.append(measure(service, "100-json", "/predict", path, content_type,
                                        rows, 16, seconds))
-            for name in ("1000-json", "1000-csv", "1000-parquet"):
+            report.interleaved_ms = interleaved(service, {
+                "predict single-json": ("/predict", *files["single-json"][:2], {}),
+                "v2 single-json": (v2_path, *v2_files["v2-single-json"][:2],
+                                   v2_files["v2-single-json"][3]),
+                "predict 1000-json": ("/predict", *files["1000-json"][:2], {}),
+                "v2 1000-json": (v2_path, *v2_files["v2-1000-json"][:2],
+                                 v2_files["v2-1000-json"][3]),
+                "v2 1000-binary": (v2_path, *v2_files["v2-1000-binary"][:2],
+                                   v2_files["v2-1000-binary"][3]),
+            }, 100 if args.quick else 300)
+            for name in ("1000-json", "v2-1000-json", "v2-1000-binary", "1000-csv",
+                         "1000-parquet"):
+                if name.startswith("v2-"):  # right after /predict's JSON, as above
+                    path, content_type, rows, headers = v2_files[name]
+                    report.runs.append(measure(service, name, v2_path, path, content_type, rows,
+                                               4, seconds, headers))
+                    continue
                 path, content_type, rows = files[name]
                 report.runs.append(measure(service, name, "/predict", path, content_type,
                                            rows, 4, seconds))

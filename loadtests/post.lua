@@ -5,6 +5,11 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = os.getenv("CONTENT_TYPE") or "application/json"
+-- more headers, one "Name: value" per line (V2's Inference-Header-Content-Length)
+for line in (os.getenv("EXTRA_HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  if name then wrk.headers[name] = value end
+end
 
 local non2xx = 0
 local threads = {}
