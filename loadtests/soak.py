@@ -3,7 +3,7 @@
     python loadtests/soak.py                 # 20 minutes at 64 clients (make soak)
     python loadtests/soak.py --minutes 2     # a check of the harness
 
-Load comes from `wrk` (one thread, `soak.lua`), run back to back in slices of `--slice-s`
+Load comes from `wrk` (one thread, `post.lua` with BODIES_FILE), run back to back in
 seconds, so every slice gives its own p50/p99 and status counts; every request body holds
 one row no other request in the run holds (the cache is off anyway: AGBENTO_CACHE_URL=off).
 A sampler records the RSS of every process of the server (psutil: `bentoml serve`, its
@@ -43,7 +43,7 @@ from agbento.store import ModelCard  # noqa: E402
 from agbento.training import demo_table  # noqa: E402
 from loadtests.bench import Server, ensure_model, free_port, machine  # noqa: E402
 
-LUA = Path(__file__).with_name("soak.lua")
+LUA = Path(__file__).with_name("post.lua")  # with BODIES_FILE: distinct rows
 WARM_UP_S = 60
 MAX_RSS_GROWTH = 0.10
 MAX_P99_DRIFT = 1.5
@@ -227,7 +227,7 @@ def markdown(report: Report) -> str:
         "",
         f"Model: `{report.model['tag']}` ({report.model['problem_type']}). Server: "
         f"`bentoml serve` with {st['service_env']}. Load: wrk, one thread, {st['clients']} "
-        f"connections, back-to-back {st['slice_s']} s slices (`soak.lua`), one row per "
+        f"connections, back-to-back {st['slice_s']} s slices (`post.lua`), one row per "
         f"request, {st['distinct_rows']:,} distinct rows walked in order (no row repeats "
         "within a slice). RSS of every server process sampled every "
         f"{st['sample_s']} s.",

@@ -23,10 +23,10 @@ from tritonclient.utils import InferenceServerException
 
 from agbento.v2 import sanitize_label
 from tests.conftest import MAX_BODY_BYTES, MAX_ROWS, ApiKeys
+from tests.helpers import adaptive_batches, penguin_rows
 from tests.protocol_clients.venv import HERE as CLIENTS_DIR
 from tests.protocol_clients.venv import client_python
 from tests.servers import BentoServer, start_server
-from tests.test_service import adaptive_batches, penguin_rows
 from tests.tiny_models import TinyModels
 
 pytestmark = pytest.mark.integration
@@ -333,14 +333,14 @@ def test_v2_shares_batching_and_the_cache_with_predict(v2_server: BentoServer,
             responses = list(pool.map(lambda pair: pair[0](pair[1]), pairs))
         assert [r.status_code for r in responses] == [200] * len(pairs)
 
-    rows_before, calls_before = adaptive_batches(v2_server)
+    rows_before, calls_before = adaptive_batches(v2_server.url)
     send([(v2 if i % 2 else rest, row) for i, row in enumerate(rows)])
-    rows_after, calls_after = adaptive_batches(v2_server)
+    rows_after, calls_after = adaptive_batches(v2_server.url)
     assert rows_after - rows_before == 64
     assert calls_after - calls_before < 64  # V2 and /predict requests merged into batches
     # the same rows the other way round: every answer comes from the shared cache
     send([(rest if i % 2 else v2, row) for i, row in enumerate(rows)])
-    assert adaptive_batches(v2_server)[0] == rows_after
+    assert adaptive_batches(v2_server.url)[0] == rows_after
 
 
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
