@@ -43,3 +43,26 @@ def test_build_then_serve_the_bento(tiny_models: TinyModels) -> None:
         response = httpx.post(f"{server.url}/predict", json={"data": [row]}, timeout=30)
         assert response.status_code == 200, response.text
         assert response.json()["model"]["tag"] == tag
+
+
+# Core dependencies the served Bento does not need, and why.
+NOT_IN_THE_BENTO = {
+    "palmerpenguins": "the demo data: training only",
+    "tqdm": "the batch client's progress bar: a client, not the service",
+}
+
+
+def test_the_bento_installs_every_dependency_the_service_needs() -> None:
+    """A core dependency missing from bentofile.yaml fails only in the container (the image
+    stage), long after the tests; hold the two lists together here."""
+    import tomllib
+
+    import yaml
+
+    def name(requirement: str) -> str:
+        return requirement.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip()
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    needed = {name(r) for r in project["dependencies"]} - set(NOT_IN_THE_BENTO)
+    bento = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
+    assert needed == {name(r) for r in bento["python"]["packages"]}
