@@ -86,8 +86,14 @@ def bound_after_sigterm(seconds: float) -> None:
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        stop_listening()
-        exit_after(seconds)
+        exit_after(seconds)  # first: the bound must not depend on anything below
+        try:
+            stopped = stop_listening()
+        except Exception:  # noqa: BLE001 - refusing new connections is a nicety; draining is not
+            logger.exception("could not shut the listening sockets")
+            stopped = -1
+        logger.info("SIGTERM: draining (listening sockets shut: %d, exit within %.0f s)",
+                    stopped, seconds)
         if callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
