@@ -22,6 +22,7 @@ cut by default) it exits with status 0 instead of waiting for the orchestrator's
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -29,6 +30,8 @@ import threading
 from typing import Any
 
 logger = logging.getLogger("agbento.shutdown")
+# How long after the exit timer the kernel's alarm ends a worker that could not run it.
+ALARM_AFTER_TIMER_S = 5
 
 
 def exit_after(seconds: float) -> threading.Timer:
@@ -87,6 +90,12 @@ def bound_after_sigterm(seconds: float) -> None:
 
     def on_sigterm(signum: int, frame: Any) -> None:
         exit_after(seconds)  # first: the bound must not depend on anything below
+        # The kernel's bound behind it: SIGALRM (default action: terminate) ends the process
+        # even where no Python thread can run any more. In the container a worker was seen
+        # to finish its cleanup and never exit, the timer above never firing: a hang in the
+        # interpreter's own shutdown, where daemon threads are frozen.
+        if signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None):
+            signal.alarm(math.ceil(seconds) + ALARM_AFTER_TIMER_S)
         try:
             stopped = stop_listening()
         except Exception:  # noqa: BLE001 - refusing new connections is a nicety; draining is not

@@ -40,6 +40,27 @@ def test_a_finished_process_is_not_held_by_the_bound() -> None:
     assert time.monotonic() - start < 20  # the daemon timer does not keep it alive
 
 
+def test_the_kernel_alarm_ends_a_worker_whose_timer_cannot_run() -> None:
+    """Seen in the container: a worker finished its cleanup and never exited, the exit timer
+    never firing (a hang in interpreter shutdown freezes daemon threads). Simulated here with
+    a timer that does nothing and a SIGTERM handler that never stops the process."""
+    start = time.monotonic()
+    stuck = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal, time\n"
+         "import agbento.shutdown as shutdown\n"
+         "shutdown.exit_after = lambda seconds: None\n"
+         "shutdown.ALARM_AFTER_TIMER_S = 1\n"
+         "signal.signal(signal.SIGTERM, lambda *args: None)\n"
+         "shutdown.bound_after_sigterm(0.5)\n"
+         "os.kill(os.getpid(), signal.SIGTERM)\n"
+         "time.sleep(60)\n"],
+        cwd=ROOT, timeout=30,
+    )
+    assert stuck.returncode == -signal.SIGALRM
+    assert time.monotonic() - start < 20
+
+
 def test_stop_listening_refuses_new_connections_at_once() -> None:
     """A listening socket another process also holds (as the arbiter holds the workers'):
     after `stop_listening` a new connection is refused instead of waiting in the backlog."""
