@@ -110,8 +110,6 @@ def route_for(path: str) -> Route:
 
 
 def endpoint_label(path: str) -> str:
-    """The bounded `endpoint` label of our metrics: the path if it is in the table."""
-    if path in ROUTES:
-        return path
-    route = _protocol_route(path)
-    return route.label if route is not None and route.label else "other"
+    """The bounded `endpoint` label of our metrics: the path if it is in the table, else
+    its route's label (V2/V1 paths hold a model name), else "other"."""
+    return path if path in ROUTES else route_for(path).label or "other"

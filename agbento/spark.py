@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from agbento.intake import json_value
+from agbento.schema import json_value
 from agbento.store import ModelCard, ModelNotFoundError
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from agbento import __version__
 from agbento.bounds import TableBounds, check_row_count
 from agbento.errors import ApiError, ErrorCode
 from agbento.intake import parse_json
-from agbento.schema import Feature, FeatureSchema
+from agbento.schema import Feature, FeatureSchema, is_classification
 from agbento.store import ModelCard
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -147,7 +147,7 @@ class ProtocolModel:
 
     @classmethod
     def from_schema(cls, schema: FeatureSchema, name: str, version: str) -> ProtocolModel:
-        classification = schema.label.problem_type in ("binary", "multiclass")
+        classification = is_classification(schema.label.problem_type)
         classes = schema.label.classes if classification else None
         outputs = [OutputSpec(PREDICTIONS, prediction_datatype(classes))]
         if classes is not None:

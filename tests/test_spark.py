@@ -62,7 +62,7 @@ def in_process(card: ModelCard, table: pd.DataFrame
     """The service's path: schema validation, then the runtime's JSON answer per row.
     Per table row: prediction, class probabilities, and its problems as "field: problem"."""
     from agbento.inference import TabularRuntime, encode_rows
-    from agbento.intake import json_value
+    from agbento.schema import json_value
 
     runtime = TabularRuntime.load(card)
     records = [{k: json_value(v) for k, v in row.items()} for row in table.to_dict("records")]
