@@ -1,6 +1,7 @@
 """Train an AutoGluon tabular model, gate it, shrink it and store it for BentoML.
 
     python train.py --demo
+    python train.py --dataset birdstrikes       # datetime and free-text features, ~1 minute
     python train.py --data churn.csv --label churned --name churn --min-score roc_auc=0.8
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from agbento.settings import DEMO_MODEL_NAME
 from agbento.training import (
+    DATASETS,
     DEMO_LABEL,
     PROBLEM_TYPES,
     PROFILES,
@@ -33,11 +35,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument(
         "--demo", action="store_true", help="train the demo model on Palmer penguins (species)"
     )
-    parser.add_argument("--label", help=f"label column (demo: {DEMO_LABEL})")
-    parser.add_argument("--name", default=DEMO_MODEL_NAME, help="model name in the store")
+    source.add_argument(
+        "--dataset", choices=DATASETS,
+        help="a table shipped in a Python package: "
+        + "; ".join(f"{d.name}: {d.description}, label {d.label}" for d in DATASETS.values()),
+    )
+    parser.add_argument("--label", help=f"label column (demo: {DEMO_LABEL}; "
+                        "--dataset: the dataset's)")
+    parser.add_argument("--name", help=f"model name in the store (default: {DEMO_MODEL_NAME}; "
+                        "--dataset: agbento-NAME)")
     parser.add_argument("--problem-type", choices=PROBLEM_TYPES, help="default: inferred")
     parser.add_argument("--eval-metric", help="AutoGluon metric name (default: AutoGluon's)")
-    parser.add_argument("--time-limit", type=int, default=120, help="fit seconds (120)")
+    parser.add_argument("--time-limit", type=int,
+                        help="fit seconds (120; --dataset: the dataset's, kept short)")
     parser.add_argument("--presets", default="medium_quality", help="AutoGluon presets")
     parser.add_argument(
         "--profile",
@@ -63,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    label = args.label or (DEMO_LABEL if args.demo else None)
+    spec = DATASETS[args.dataset] if args.dataset else None
+    label = args.label or (DEMO_LABEL if args.demo else spec.label if spec else None)
     if label is None:
         print("error: --label is required with --data", file=sys.stderr)
         return 2
@@ -72,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             label=label,
             data=args.data,
             demo=args.demo,
-            name=args.name,
+            dataset=args.dataset,
+            name=args.name or (f"agbento-{spec.name}" if spec else DEMO_MODEL_NAME),
             problem_type=args.problem_type,
             eval_metric=args.eval_metric,
-            time_limit=args.time_limit,
+            time_limit=args.time_limit or (spec.time_limit if spec else 120),
             presets=args.presets,
             profile=args.profile,
             holdout_frac=args.holdout_frac,
@@ -83,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             stage=args.stage,
             verbosity=2 if args.verbose else 0,
+            **({"importance_time_limit": spec.importance_time_limit} if spec else {}),
         )
         result = train(config)
     except TrainingError as exc:

