@@ -71,6 +71,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def train_config(args: argparse.Namespace, label: str) -> TrainConfig:
+    """The command line as a TrainConfig; a shipped dataset brings its name and quick
+    settings, each overridable."""
+    spec = DATASETS[args.dataset] if args.dataset else None
+    return TrainConfig(
+        label=label,
+        data=args.data,
+        demo=args.demo,
+        dataset=args.dataset,
+        name=args.name or (f"agbento-{spec.name}" if spec else DEMO_MODEL_NAME),
+        problem_type=args.problem_type,
+        eval_metric=args.eval_metric,
+        time_limit=args.time_limit or (spec.time_limit if spec else 120),
+        presets=args.presets,
+        profile=args.profile,
+        holdout_frac=args.holdout_frac,
+        min_scores=parse_min_scores(args.min_score),
+        seed=args.seed,
+        stage=args.stage,
+        verbosity=2 if args.verbose else 0,
+        **({"importance_time_limit": spec.importance_time_limit} if spec else {}),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     spec = DATASETS[args.dataset] if args.dataset else None
@@ -79,24 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --label is required with --data", file=sys.stderr)
         return 2
     try:
-        config = TrainConfig(
-            label=label,
-            data=args.data,
-            demo=args.demo,
-            dataset=args.dataset,
-            name=args.name or (f"agbento-{spec.name}" if spec else DEMO_MODEL_NAME),
-            problem_type=args.problem_type,
-            eval_metric=args.eval_metric,
-            time_limit=args.time_limit or (spec.time_limit if spec else 120),
-            presets=args.presets,
-            profile=args.profile,
-            holdout_frac=args.holdout_frac,
-            min_scores=parse_min_scores(args.min_score),
-            seed=args.seed,
-            stage=args.stage,
-            verbosity=2 if args.verbose else 0,
-            **({"importance_time_limit": spec.importance_time_limit} if spec else {}),
-        )
+        config = train_config(args, label)
         result = train(config)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)

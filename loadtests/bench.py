@@ -1,85 +1,83 @@
-"""Side-by-side benchmark: agbento vs a naive per-request server vs the model in-process.
+"""Benchmark: agbento (split and fused topologies) against the model in-process, the bare
+BentoML echoes (the framework's ceiling) and a seed-style per-request server.
 
-    python loadtests/bench.py --quick          # about 2 minutes
-    python loadtests/bench.py                  # the full matrix (about 6 minutes)
+    python loadtests/bench.py --quick                     # about 3 minutes, the demo model
+    python loadtests/bench.py                             # demo + birdstrikes (~20 minutes)
+    python loadtests/bench.py --model churn:latest --data churn.parquet --label churned
 
-One run, one machine, one model. Load comes from `wrk` (C, one thread, Lua script
-`post.lua`), so the generator is not the bottleneck; its own CPU time is reported. Writes
-`results/<name>.json`, `.md` and `.png` (throughput and p99 against concurrency).
+Any stored model: its requests are made from FILE's rows (CSV or Parquet; the label and
+unknown columns dropped, rows the schema refuses left out), or from the dataset it was
+trained on when that ships in a package (train.py --demo / --dataset). Every share is a
+same-run ratio to the model in-process on the same rows per call.
+
+Load comes from `wrk` (C, one thread, `post.lua`), so the generator is not the bottleneck;
+its own CPU time is reported. A scenario the server does not support yet (Arrow bodies,
+Arrow/Parquet answers) is probed with one request and listed as not run, with the answer.
+Writes `results/<name>.json`, `.md` and `.png`. Modules: bench_rows (rows, bodies, the
+model in-process), bench_servers (servers, wrk), bench_report (targets, Markdown, plot).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
-import resource
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agbento.inference import TabularRuntime, encode_rows  # noqa: E402
-from agbento.schema import json_records  # noqa: E402
 from agbento.settings import DEMO_MODEL_NAME  # noqa: E402
 from agbento.store import ModelCard  # noqa: E402
-from agbento.training import DEMO_LABEL, TrainConfig, demo_table, train  # noqa: E402
+from agbento.training import DATASETS, TrainConfig, train  # noqa: E402
+from loadtests import bench_rows  # noqa: E402
+from loadtests.bench_report import (  # noqa: E402
+    BULK_CLIENTS,
+    SINGLE,
+    TARGET_CLIENTS,
+    ModelResult,
+    Report,
+    markdown,
+    plot,
+    targets,
+)
+from loadtests.bench_servers import (  # noqa: E402
+    BIN,
+    Run,
+    Scenario,
+    Server,
+    batch_client,
+    bentoml_serve,
+    free_port,
+    measure,
+    probe,
+    topology_of,
+)
 
-LUA = Path(__file__).with_name("post.lua")
+TOPOLOGIES = ("split", "fused")
+BULK = [(1000, "json"), (1000, "csv"), (1000, "parquet"), (1000, "arrow"),
+        (10_000, "json"), (10_000, "parquet"), (10_000, "arrow")]
+ANSWERS = [(1000, "arrow", "arrow"), (1000, "parquet", "parquet"), (10_000, "arrow", "arrow")]
+SINGLE_BODIES = 20_000
+BATCH_IN_FLIGHT = 4
 
 
 @dataclass
-class Run:
-    server: str
-    scenario: str
-    concurrency: int
-    rows_per_request: int
-    requests_per_s: float
-    rows_per_s: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-    requests: int
-    non2xx: int
-    socket_errors: int
-    server_cpu_pct: float
-    server_peak_rss_mb: float
-    wrk_cpu_pct: float
-
-
-@dataclass
-class Report:
-    machine: dict[str, Any]
-    model: dict[str, Any]
-    settings: dict[str, Any]
-    in_process: dict[str, dict[str, float]] = field(default_factory=dict)
-    cold_start_s: dict[str, float] = field(default_factory=dict)
-    runs: list[Run] = field(default_factory=list)
-    batch_client: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ratios: dict[str, float | None] = field(default_factory=dict)
-    # median ms of one request at a time, the scenarios taken in turn (see `interleaved`)
-    interleaved_ms: dict[str, float] = field(default_factory=dict)
-
-
-# -- the pieces ---------------------------------------------------------------------------
+class ModelSpec:
+    key: str  # a DATASETS name, or the model's name
+    tag: str
+    data: Path | None = None
+    label: str | None = None
 
 
 def machine() -> dict[str, Any]:
@@ -93,6 +91,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -100,558 +99,300 @@ def machine() -> dict[str, Any]:
     }
 
 
-def ensure_model(tag: str) -> ModelCard:
+def ensure_model(spec: ModelSpec | str) -> ModelCard:
+    """The stored model; a shipped dataset's model is trained (quickly) when missing."""
     import bentoml
 
+    if isinstance(spec, str):  # a tag (soak.py)
+        name = spec.split(":")[0]
+        spec = ModelSpec("penguins" if name == DEMO_MODEL_NAME else name, spec)
+
     try:
-        return ModelCard.of(bentoml.models.get(tag))
+        return ModelCard.of(bentoml.models.get(spec.tag))
     except bentoml.exceptions.NotFound:
-        print(f"model {tag} not found: training the demo model")
-        return train(TrainConfig(label=DEMO_LABEL, demo=True, name=tag.split(":")[0])).card
+        if spec.key not in DATASETS:
+            raise SystemExit(f"error: model {spec.tag} is not in the store") from None
+    dataset = DATASETS[spec.key]
+    print(f"model {spec.tag} not found: training it on the {spec.key} dataset")
+    return train(TrainConfig(label=dataset.label, dataset=spec.key,
+                             name=spec.tag.split(":")[0], time_limit=dataset.time_limit,
+                             importance_time_limit=dataset.importance_time_limit)).card
 
 
-def in_process(card: ModelCard, sizes: list[int]) -> dict[str, dict[str, float]]:
-    """rows/s of predict_proba on a ready DataFrame, and of our whole scoring path."""
-    runtime = TabularRuntime.load(card)
-    table = demo_table().drop(columns=card.metadata["label"])
-    result: dict[str, dict[str, float]] = {}
-    for size in sizes:
-        rows = json_records(table.sample(n=size, replace=True, random_state=size))
-        values = card.schema.validate_rows(rows).rows
-        frame = card.schema.to_frame(values)
-        timings = {"predictor": [], "runtime": []}
-        repeats = max(3, min(30, 20_000 // size))
-        for _ in range(repeats):
-            start = time.perf_counter()
-            runtime.predictor.predict_proba(frame)
-            timings["predictor"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            runtime.score_requests([encode_rows(values)])
-            timings["runtime"].append(time.perf_counter() - start)
-        predictor_s = statistics.median(timings["predictor"])
-        runtime_s = statistics.median(timings["runtime"])
-        result[str(size)] = {
-            "predictor_ms": round(predictor_s * 1000, 3),
-            "predictor_rows_per_s": round(size / predictor_s, 1),
-            "runtime_ms": round(runtime_s * 1000, 3),
-            "runtime_rows_per_s": round(size / runtime_s, 1),
-        }
-        print(f"in-process {size:>6} rows: {predictor_s * 1000:7.2f} ms predictor, "
-              f"{runtime_s * 1000:7.2f} ms full scoring path")
-    return result
+def load_predictor(card: ModelCard) -> Any:
+    from autogluon.tabular import TabularPredictor
+
+    predictor = TabularPredictor.load(str(card.predictor_path), verbosity=0)
+    predictor.persist(models="all")
+    return predictor
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class ModelBench:
+    """One model: its rows and bodies, the model in-process, then each server in turn."""
 
+    def __init__(self, spec: ModelSpec, args: argparse.Namespace, work: Path) -> None:
+        self.args, self.work = args, work / spec.key.replace(":", "-")
+        self.work.mkdir(parents=True)
+        self.card = card = ensure_model(spec)
+        self.rows = bench_rows.model_rows(card, spec.data, spec.label)
+        kinds = ", ".join(f"{f.name}:{f.kind}" for f in card.schema.features)
+        note = (f"{len(self.rows.frame):,} rows pass the schema ({self.rows.rejected_rows} "
+                "refused, left out)")
+        if self.rows.dropped_columns:
+            note += f"; columns not sent: {', '.join(self.rows.dropped_columns)}"
+        self.result = ModelResult(
+            key=spec.key, tag=card.tag, problem_type=card.problem_type,
+            models=", ".join(card.metadata.get("models", [])), features=kinds,
+            rows_source=self.rows.source, rows_note=note)
+        self.predictor = load_predictor(card)
+        self.frames: dict[int, Any] = {}
+        self.scenarios = self._scenarios()
 
-class Server:
-    """A server subprocess (its own process group) and when it became ready."""
+    def frame(self, rows: int) -> Any:
+        """The rows of every `rows`-row request (and of the in-process call it is held to)."""
+        if rows not in self.frames:
+            self.frames[rows] = self.rows.sample(rows, seed=rows)
+        return self.frames[rows]
 
-    def __init__(self, name: str, command: list[str], port: int, env: dict[str, str]) -> None:
-        self.name, self.port = name, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log",
-                                               delete=False)
-        start = time.perf_counter()
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env},
-                                        stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        deadline = time.monotonic() + 180
-        while True:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start: see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.cold_start_s = round(time.perf_counter() - start, 2)
-        print(f"{name}: ready in {self.cold_start_s} s at {self.url}")
+    def _scenarios(self) -> dict[str, Scenario]:
+        bodies = bench_rows.distinct_single_bodies(self.rows.frame, self.card.schema,
+                                                   SINGLE_BODIES)
+        self.result.rows_note += f"; {len(bodies):,} distinct one-row bodies"
+        out = {SINGLE: Scenario(SINGLE, 1, bench_rows.write_bodies_file(
+            bodies, self.work / "single.jsonl"), bench_rows.JSON, many_bodies=True)}
+        for rows, fmt in BULK:
+            path = self.work / f"{rows}.{fmt}"
+            path.write_bytes(bench_rows.body(self.frame(rows), fmt))
+            out[f"{rows}-{fmt}"] = Scenario(f"{rows}-{fmt}", rows, path, bench_rows.FORMATS[fmt])
+        for rows, fmt, answer in ANSWERS:
+            name = f"{rows}-{fmt} accept-{answer}"
+            out[name] = Scenario(name, rows, out[f"{rows}-{fmt}"].body, bench_rows.FORMATS[fmt],
+                                 accept=bench_rows.FORMATS[answer])
+        return out
 
-    def processes(self) -> list[psutil.Process]:
-        parent = psutil.Process(self.process.pid)
-        return [parent, *parent.children(recursive=True)]
+    def in_process(self, sizes: set[int]) -> None:
+        for size in sorted(sizes):
+            timing = bench_rows.time_in_process(self.card, self.predictor, self.frame(size))
+            self.result.in_process[str(size)] = timing
+            print(f"in-process {self.card.tag} {size:>6} rows: {timing['ms']:9.2f} ms, "
+                  f"{timing['rows_per_s']:10.0f} rows/s")
 
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
+    def skip(self, server: str, scenario: str, reason: str) -> None:
+        print(f"{server:14} {scenario:24} NOT RUN: {reason}")
+        self.result.skipped.append({"server": server, "scenario": scenario, "reason": reason})
+
+    def run(self, server: Server, name: str, concurrency: int) -> Run | None:
+        scenario = self.scenarios[name]
+        reason = probe(server, scenario)
+        if reason is not None:
+            self.skip(server.name, name, reason)
+            return None
         try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            run = measure(server, scenario, concurrency, self.args.seconds)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            self.skip(server.name, name, f"failed: {exc}"[:400])
+            return None
+        self.result.runs.append(run)
+        return run
 
+    def agbento(self, topology: str) -> Server | None:
+        name = f"agbento {topology}"
+        port = free_port()
+        env = {"AGBENTO_MODEL": self.card.tag, "AGBENTO_CACHE_URL": "off",
+               "AGBENTO_TOPOLOGY": topology}
+        try:
+            server = Server(name, bentoml_serve(".", port), port, env)
+        except RuntimeError as exc:
+            self.skip(name, "(server)", str(exc))
+            return None
+        found = topology_of(server)
+        workers = (f"{found['api_workers']} + {found['model_workers']}"
+                   if found["model_workers"] else f"{found['api_workers']}")
+        self.result.servers[name] = {"asked": topology, **found, "workers_text": workers,
+                                     "cold_start_s": server.cold_start_s,
+                                     "env": " ".join(f"{k}={v}" for k, v in env.items())}
+        if found["effective"] != topology:
+            print(f"{name}: asked for {topology}, runs {found['effective']} "
+                  f"(workers {found['workers']})")
+        return server
 
-class Monitor:
-    """CPU seconds and peak RSS of a server's whole process tree during one run."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.peak_rss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _cpu(self) -> float:
-        total = 0.0
-        for proc in self.server.processes():
+    def topologies(self, concurrencies: list[int]) -> None:
+        for topology in TOPOLOGIES:
+            server = self.agbento(topology)
+            if server is None:
+                continue
             try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
-        return total
+                for c in concurrencies:
+                    self.run(server, SINGLE, c)
+                if topology in self.args.bulk_topology:
+                    for name in self.scenarios:
+                        if name != SINGLE:
+                            self.run(server, name, BULK_CLIENTS)
+                if topology == self.args.bulk_topology[0]:
+                    self.batch(["--url", server.url], "http", server.name)
+            finally:
+                server.stop()
+        self.batch(["--local", self.card.tag], "local", "in-process")
 
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            rss = 0
-            for proc in self.server.processes():
-                try:
-                    rss += proc.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak_rss = max(self.peak_rss, rss)
-            self._stop.wait(0.25)
+    def batch_file(self) -> Path:
+        path = self.work / "batch-input.parquet"
+        if not path.exists():
+            limit = self.result.in_process[str(self.args.chunk_rows)]["rows_per_s"]
+            # a slow model gets fewer rows: about batch_seconds in-process, said in the report
+            rows = min(self.args.batch_rows, max(self.args.chunk_rows * 5,
+                                                 int(limit * self.args.batch_seconds)))
+            self.rows.sample(rows, seed=3).to_parquet(path, index=False)
+        return path
 
-    def __enter__(self) -> Monitor:
-        self.cpu_start, self.wall_start = self._cpu(), time.perf_counter()
-        self._thread.start()
-        return self
+    def batch(self, target: list[str], kind: str, where: str) -> None:
+        rows_file = self.batch_file()
+        out = self.work / f"scored-{kind}.parquet"
+        try:
+            summary = batch_client(target, rows_file, out, self.args.chunk_rows, BATCH_IN_FLIGHT)
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+            self.result.batch_client[kind] = {"error": str(exc)[-300:].replace("\n", " ")}
+            self.skip(where, f"batch client {kind}", str(exc)[-300:])
+            return
+        self.result.batch_client[kind] = {**summary, "where": where,
+                                          "chunk_rows": self.args.chunk_rows,
+                                          "concurrency": BATCH_IN_FLIGHT}
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        elapsed = time.perf_counter() - self.wall_start
-        self.cpu_pct = 100 * (self._cpu() - self.cpu_start) / elapsed
-
-
-def wrk(url: str, body: Path, content_type: str, concurrency: int, seconds: int,
-        headers: dict[str, str] | None = None) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    extra = "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
-    result = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
-         "-s", str(LUA), url],
-        env={**os.environ, "BODY_FILE": str(body), "CONTENT_TYPE": content_type,
-             "EXTRA_HEADERS": extra},
-        capture_output=True, text=True, timeout=seconds + 120,
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next((x for x in result.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk failed: {result.stdout}\n{result.stderr}")
-    summary = json.loads(line.removeprefix("WRK_JSON "))
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    summary["wrk_cpu_pct"] = round(100 * cpu / (summary["duration_us"] / 1e6), 1)
-    return summary
-
-
-def measure(server: Server, scenario: str, path: str, body: Path, content_type: str,
-            rows: int, concurrency: int, seconds: int,
-            headers: dict[str, str] | None = None) -> Run:
-    # warm up connections
-    wrk(f"{server.url}{path}", body, content_type, concurrency, 1, headers)
-    with Monitor(server) as monitor:
-        summary = wrk(f"{server.url}{path}", body, content_type, concurrency, seconds, headers)
-    rps = summary["requests"] / (summary["duration_us"] / 1e6)
-    run = Run(
-        server=server.name, scenario=scenario, concurrency=concurrency, rows_per_request=rows,
-        requests_per_s=round(rps, 1), rows_per_s=round(rps * rows, 1),
-        p50_ms=summary["p50_ms"], p95_ms=summary["p95_ms"], p99_ms=summary["p99_ms"],
-        max_ms=summary["max_ms"], requests=summary["requests"], non2xx=summary["non2xx"],
-        socket_errors=summary["errors"], server_cpu_pct=round(monitor.cpu_pct, 1),
-        server_peak_rss_mb=round(monitor.peak_rss / 2**20, 1),
-        wrk_cpu_pct=summary["wrk_cpu_pct"],
-    )
-    print(f"{server.name:9} {scenario:17} c={concurrency:<4} {run.requests_per_s:9.1f} req/s "
-          f"{run.rows_per_s:10.1f} rows/s  p50 {run.p50_ms:7.1f}  p99 {run.p99_ms:7.1f} ms  "
-          f"non-2xx {run.non2xx}  server cpu {run.server_cpu_pct}%  wrk cpu {run.wrk_cpu_pct}%")
-    return run
+    def baseline(self, concurrencies: list[int]) -> None:
+        port = free_port()
+        command = [str(BIN / "uvicorn"), "loadtests.baseline.app:app", "--host", "127.0.0.1",
+                   "--port", str(port), "--no-access-log"]
+        try:
+            server = Server("baseline", command, port, {"AGBENTO_MODEL": self.card.tag})
+        except RuntimeError as exc:
+            self.skip("baseline", "(server)", str(exc))
+            return
+        self.result.servers["baseline"] = {"asked": "-", "effective": "seed-style",
+                                           "workers_text": "1",
+                                           "cold_start_s": server.cold_start_s}
+        try:
+            for c in concurrencies:
+                self.run(server, SINGLE, c)
+            self.run(server, "1000-json", BULK_CLIENTS)
+        finally:
+            server.stop()
 
 
-def bodies(card: ModelCard, workdir: Path) -> dict[str, tuple[Path, str, int]]:
-    table = demo_table().dropna(subset=[card.metadata["label"]])
-    table = table.drop(columns=card.metadata["label"])
-    one = json_records(table.sample(n=1, random_state=1))
-    thousand = table.sample(n=1000, replace=True, random_state=2)
-    hundred = json_records(table.sample(n=100, replace=True, random_state=4))
-    files = {
-        "single-json": (json.dumps({"data": one}), "application/json", 1),
-        "100-json": (json.dumps({"data": hundred}), "application/json", 100),
-        "1000-json": (json.dumps({"data": json_records(thousand)}), "application/json", 1000),
-        "1000-csv": (thousand.to_csv(index=False), "text/csv", 1000),
-    }
-    out = {}
-    for name, (content, content_type, rows) in files.items():
-        path = workdir / f"{name}.body"
-        path.write_text(content)
-        out[name] = (path, content_type, rows)
-    buffer = io.BytesIO()
-    thousand.to_parquet(buffer, index=False)
-    (workdir / "1000-parquet.body").write_bytes(buffer.getvalue())
-    out["1000-parquet"] = (workdir / "1000-parquet.body", "application/vnd.apache.parquet", 1000)
-    return out
-
-
-def v2_bodies(card: ModelCard, workdir: Path) -> dict[str, tuple[Path, str, int, dict]]:
-    """Open Inference Protocol V2 bodies of the same rows, built by tritonclient: one tensor
-    per feature; JSON in and out, or binary tensors both ways (tritonclient's default)."""
-    import numpy as np
-    import tritonclient.http as triton
-
-    from agbento.v2 import HEADER_LENGTH, ProtocolModel
-
-    model = ProtocolModel.of(card)
-    table = demo_table().dropna(subset=[card.metadata["label"]])
-    table = table.drop(columns=card.metadata["label"])
-    one = table.sample(n=1, random_state=1)
-    thousand = table.sample(n=1000, replace=True, random_state=2)
-
-    def inputs(frame: Any, binary: bool) -> list[Any]:
-        tensors = []
-        for feature in model.features:
-            datatype = model.input_datatype(feature)
-            column = frame[feature.name]
-            if datatype == "BYTES":  # a BYTES tensor has no null: an empty string stands in
-                array = column.astype(object).where(column.notna(), "").astype(str)
-            else:
-                array = column.astype("float64")
-            array = array.to_numpy().astype(np.int64 if datatype == "INT64" else array.dtype)
-            tensor = triton.InferInput(feature.name, [len(frame)], datatype)
-            tensor.set_data_from_numpy(array, binary_data=binary)
-            tensors.append(tensor)
-        return tensors
-
-    json_outputs = [triton.InferRequestedOutput(o.name, binary_data=False)
-                    for o in model.outputs]
-    out = {}
-    for name, frame, binary in (("v2-single-json", one, False),
-                                ("v2-1000-json", thousand, False),
-                                ("v2-1000-binary", thousand, True)):
-        body, json_size = triton.InferenceServerClient.generate_request_body(
-            inputs(frame, binary), outputs=None if binary else json_outputs)
-        path = workdir / f"{name}.body"
-        path.write_bytes(body)
-        headers = {HEADER_LENGTH: str(json_size)} if json_size is not None else {}
-        content_type = "application/octet-stream" if binary else "application/json"
-        out[name] = (path, content_type, len(frame), headers)
-    return out
-
-
-def interleaved(server: Server, cases: dict[str, tuple[str, Path, str, dict]],
-                rounds: int) -> dict[str, float]:
-    """Median latency of one request at a time, the cases sent in turn, round after round:
-    a shared machine's changing load then hits every case alike (wrk's runs are minutes
-    apart). Each case is (path, body file, content type, headers)."""
-    requests = {name: (path, body.read_bytes(), {"content-type": content_type, **headers})
-                for name, (path, body, content_type, headers) in cases.items()}
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        for round_ in range(rounds + 3):  # 3 warm-up rounds
-            for name, (path, body, headers) in requests.items():
-                start = time.perf_counter()
-                response = client.post(path, content=body, headers=headers)
-                elapsed = time.perf_counter() - start
-                if response.status_code != 200:
-                    raise RuntimeError(f"{name}: {response.status_code} {response.text[:300]}")
-                if round_ >= 3:
-                    times[name].append(elapsed)
-    medians = {name: round(statistics.median(v) * 1000, 2) for name, v in times.items()}
-    for name, ms in medians.items():
-        print(f"interleaved {name:22} median {ms:7.2f} ms ({rounds} requests)")
-    return medians
-
-
-def batch_client(target: list[str], rows_file: Path, workdir: Path) -> dict[str, Any]:
-    """`python -m agbento.batch` on a Parquet file: its own summary (rows/s and more)."""
-    out = workdir / f"scored-{len(list(workdir.glob('scored-*')))}.parquet"
-    result = subprocess.run(
-        [sys.executable, "-m", "agbento.batch", str(rows_file), str(out), *target,
-         "--chunk-rows", "1000", "--concurrency", "4", "--quiet"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"batch client failed: {result.stderr[-2000:]}")
-    summary = json.loads(result.stderr.strip().splitlines()[-1])
-    print(f"batch client {' '.join(target)}: {summary['rows_per_s']} rows/s")
-    return {k: summary[k] for k in ("rows", "seconds", "rows_per_s", "retries")}
-
-
-# -- the report ---------------------------------------------------------------------------
-
-
-def ratios(report: Report) -> dict[str, float | None]:
-    def find(server: str, scenario: str, concurrency: int) -> Run | None:
-        return next((r for r in report.runs if (r.server, r.scenario, r.concurrency)
-                     == (server, scenario, concurrency)), None)
-
-    def limit(rows: int) -> float:
-        return report.in_process[str(rows)]["predictor_rows_per_s"]
-
-    out: dict[str, float | None] = {}
-    for c in sorted({r.concurrency for r in report.runs if r.scenario == "single-json"}):
-        ours, base = find("agbento", "single-json", c), find("baseline", "single-json", c)
-        if ours and base and base.requests_per_s:
-            out[f"single_c{c}_vs_baseline"] = round(ours.requests_per_s / base.requests_per_s, 2)
-        if ours and str(c) in report.in_process:
-            out[f"single_c{c}_vs_in_process_batch_{c}"] = round(ours.rows_per_s / limit(c), 3)
-    for scenario in ("1000-json", "1000-csv", "1000-parquet"):
-        ours = find("agbento", scenario, 4)
-        if ours:
-            out[f"{scenario}_c4_vs_in_process_batch_1000"] = round(ours.rows_per_s / limit(1000), 3)
-    if "service" in report.batch_client:
-        out["batch_client_vs_in_process_batch_1000"] = round(
-            report.batch_client["service"]["rows_per_s"] / limit(1000), 3)
-    for scenario, c in (("single-json", 64), ("100-json", 16)):
-        hit, miss = find("agbento+cache", f"{scenario} repeated", c), find("agbento", scenario, c)
-        if hit and miss:
-            out[f"{scenario}_c{c}_cache_hits_vs_no_cache"] = round(
-                hit.requests_per_s / miss.requests_per_s, 2)
-    ours, base = find("agbento", "1000-json", 4), find("baseline", "1000-json", 4)
-    if ours and base:
-        out["1000-json_c4_vs_baseline"] = round(ours.rows_per_s / base.rows_per_s, 2)
-    # the Open Inference Protocol V2 against /predict, same server, same run
-    for c in sorted({r.concurrency for r in report.runs if r.scenario == "v2-single-json"}):
-        v2, predict = find("agbento", "v2-single-json", c), find("agbento", "single-json", c)
-        if v2 and predict and predict.requests_per_s:
-            out[f"v2-single_c{c}_vs_predict"] = round(v2.requests_per_s / predict.requests_per_s,
-                                                      2)
-    predict = find("agbento", "1000-json", 4)
-    for scenario in ("v2-1000-json", "v2-1000-binary"):
-        v2 = find("agbento", scenario, 4)
-        if v2 and predict and predict.rows_per_s:
-            out[f"{scenario}_c4_vs_predict_1000-json"] = round(v2.rows_per_s / predict.rows_per_s,
-                                                              2)
-    # server CPU per request (all processes): steadier than req/s when the machine is shared
-    def cpu_ms(run: Run) -> float:
-        return 10 * run.server_cpu_pct / run.requests_per_s
-
-    pairs = [("v2-single-json", "single-json", c) for c in (16, 64, 256)]
-    pairs += [("v2-1000-json", "1000-json", 4), ("v2-1000-binary", "1000-json", 4)]
-    for v2_scenario, scenario, c in pairs:
-        v2, predict = find("agbento", v2_scenario, c), find("agbento", scenario, c)
-        if v2 and predict and v2.requests_per_s and predict.requests_per_s:  # > 1: V2 cheaper
-            out[f"{v2_scenario}_c{c}_cpu_per_request_saving_vs_{scenario}"] = round(
-                cpu_ms(predict) / cpu_ms(v2), 2)
-    ms = report.interleaved_ms
-    for v2, predict in (("v2 single-json", "predict single-json"),
-                        ("v2 1000-json", "predict 1000-json"),
-                        ("v2 1000-binary", "predict 1000-json")):
-        if v2 in ms and predict in ms:  # > 1: V2 answers faster
-            out[f"{v2.replace(' ', '-')}_interleaved_speed_vs_{predict.replace(' ', '-')}"] = (
-                round(ms[predict] / ms[v2], 2))
-    return out
-
-
-def markdown(report: Report) -> str:
-    m = report.machine
-    lines = [
-        f"# agbento benchmark ({report.settings['mode']}, {report.settings['when']})",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}, "
-        f"Python {m['python']}. Load generator: {m['load_generator']} (one thread, "
-        f"`post.lua`), on the same machine. Each run {report.settings['seconds']} s after a "
-        "1 s warm-up.",
-        "",
-        f"Model: `{report.model['tag']}` ({report.model['problem_type']}, "
-        f"{report.model['models']}), served by `bentoml serve` with "
-        f"{report.settings['service_env']}; baseline: FastAPI + uvicorn, 1 worker, "
-        "`predict` + `predict_proba` per request (loadtests/baseline/app.py).",
-        "",
-        "Cold start (process start to /readyz 200): "
-        + ", ".join(f"{k} {v} s" for k, v in report.cold_start_s.items()),
-        "",
-        "## The model in-process (the limit)",
-        "",
-        "| rows per call | predict_proba ms | rows/s | full scoring path ms | rows/s |",
-        "| ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for size, v in report.in_process.items():
-        lines.append(f"| {size} | {v['predictor_ms']} | {v['predictor_rows_per_s']:.0f} | "
-                     f"{v['runtime_ms']} | {v['runtime_rows_per_s']:.0f} |")
-    lines += [
-        "",
-        "## Over HTTP",
-        "",
-        "| server | scenario | clients | req/s | rows/s | limit rows/s | p50 ms | p95 ms | "
-        "p99 ms | non-2xx | server CPU % | server peak RSS MB | wrk CPU % |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
-        "---: |",
-    ]
-    for r in report.runs:
-        batch = r.rows_per_request if r.rows_per_request > 1 else r.concurrency
-        limit = report.in_process.get(str(batch), {}).get("predictor_rows_per_s")
-        lines.append(
-            f"| {r.server} | {r.scenario} | {r.concurrency} | {r.requests_per_s:.0f} | "
-            f"{r.rows_per_s:.0f} | {f'{limit:.0f}' if limit else '-'} | {r.p50_ms:.1f} | "
-            f"{r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.non2xx + r.socket_errors} | "
-            f"{r.server_cpu_pct:.0f} | {r.server_peak_rss_mb:.0f} | {r.wrk_cpu_pct:.0f} |"
-        )
-    if report.batch_client:
-        lines += ["", "## Batch client (`python -m agbento.batch`, 1,000-row chunks, 4 in flight)",
-                  "", "| target | rows | seconds | rows/s |", "| --- | ---: | ---: | ---: |"]
-        for target, v in report.batch_client.items():
-            lines.append(f"| {target} | {v['rows']} | {v['seconds']} | {v['rows_per_s']} |")
-    if report.interleaved_ms:
-        lines += ["", "## V2 against /predict, one request at a time, in turn (median ms)", "",
-                  "| scenario | median ms |", "| --- | ---: |"]
-        lines += [f"| {name} | {ms} |" for name, ms in report.interleaved_ms.items()]
-    lines += ["", "## Ratios", ""]
-    lines += [f"- `{k}`: {v}" for k, v in report.ratios.items()]
-    lines += ["", "The limit for single-row clients is the model in-process at a batch as "
-              "large as the number of clients."]
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: Report, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for server in ("agbento", "baseline"):
-        runs = sorted((r for r in report.runs
-                       if r.server == server and r.scenario == "single-json"),
-                      key=lambda r: r.concurrency)
-        if not runs:
+def echoes(report: Report, bench: ModelBench, concurrencies: list[int]) -> None:
+    """The bare echoes with the worker counts our topologies ran with."""
+    split = bench.result.servers.get("agbento split", {})
+    fused = bench.result.servers.get("agbento fused", {})
+    api, model = split.get("api_workers") or 1, split.get("model_workers") or 1
+    fused_workers = (fused.get("api_workers") if fused.get("effective") == "fused" else None) \
+        or len(os.sched_getaffinity(0))
+    plans = [("echo split", "loadtests.echo_split:EchoApi", f"{api} + {model}",
+              {"ECHO_API_WORKERS": str(api), "ECHO_MODEL_WORKERS": str(model)}),
+             ("echo fused", "loadtests.echo_fused:EchoFused", str(fused_workers),
+              {"ECHO_WORKERS": str(fused_workers)})]
+    for name, target, workers, env in plans:
+        port = free_port()
+        try:
+            server = Server(name, bentoml_serve(target, port), port, env)
+        except RuntimeError as exc:
+            bench.skip(name, "(server)", str(exc))
             continue
-        xs = [r.concurrency for r in runs]
-        left.plot(xs, [r.requests_per_s for r in runs], marker="o", label=server)
-        right.plot(xs, [r.p99_ms for r in runs], marker="o", label=server)
-    for axis, title in ((left, "single-row requests/s"), (right, "p99 latency (ms)")):
-        axis.set_xscale("log", base=2)
-        axis.set_yscale("log")
-        axis.set_xlabel("concurrent clients")
-        axis.set_title(title)
-        axis.legend()
-        axis.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        report.echo_servers[name] = {"command": f"bentoml serve {target}", "workers": workers,
+                                     "cold_start_s": server.cold_start_s, "env": env}
+        try:
+            for c in concurrencies:
+                if probe(server, bench.scenarios[SINGLE]) is None:
+                    report.echoes.append(measure(server, bench.scenarios[SINGLE], c,
+                                                 bench.args.seconds))
+        finally:
+            server.stop()
 
 
-# -- main ---------------------------------------------------------------------------------
+def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
+    if args.model or args.data:
+        tag = args.model or f"{DEMO_MODEL_NAME}:latest"
+        name = tag.split(":")[0]
+        key = "penguins" if name == DEMO_MODEL_NAME else name
+        return [ModelSpec(key, tag, args.data, args.label)]
+    names = args.models.split(",") if args.models else (
+        ["penguins"] if args.quick else ["penguins", "birdstrikes"])
+    specs = []
+    for name in names:
+        if name not in DATASETS:
+            raise SystemExit(f"error: --models {name}: one of {', '.join(DATASETS)}")
+        tag = f"{DEMO_MODEL_NAME if name == 'penguins' else f'agbento-{name}'}:latest"
+        specs.append(ModelSpec(name, tag))
+    return specs
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (about 2 minutes)")
-    parser.add_argument("--model", default=f"{DEMO_MODEL_NAME}:latest")
-    parser.add_argument("--seconds", type=int, help="seconds per run (quick 4, full 15)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about 3 minutes)")
+    parser.add_argument("--model", help="a stored model's tag (default: the shipped datasets' "
+                        "models, trained when missing)")
+    parser.add_argument("--data", type=Path, help="rows for --model (.csv or .parquet; "
+                        "default: the model's shipped training dataset)")
+    parser.add_argument("--label", help="the label column of --data, dropped from requests")
+    parser.add_argument("--models", help=f"shipped datasets' models, comma-separated, from "
+                        f"{', '.join(DATASETS)} (quick: penguins; full: all)")
+    parser.add_argument("--seconds", type=int, help="seconds per run (quick 3, full 10)")
+    parser.add_argument("--bulk-topology", default="split", choices=["split", "fused", "both"],
+                        help="where the bulk scenarios and the batch client run (split)")
+    parser.add_argument("--batch-rows", type=int,
+                        help="rows of the batch client's file (quick 50,000, full 1,000,000)")
+    parser.add_argument("--batch-seconds", type=float,
+                        help="a slow model gets fewer batch rows: about this many seconds "
+                        "in-process (quick 10, full 90)")
+    parser.add_argument("--chunk-rows", type=int, default=10_000,
+                        help="the batch client's rows per request (10,000)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     parser.add_argument("--name", help="report file name (default: quick or full)")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-echo", action="store_true")
     args = parser.parse_args(argv)
+    args.seconds = args.seconds or (3 if args.quick else 10)
+    args.batch_rows = args.batch_rows or (50_000 if args.quick else 1_000_000)
+    args.batch_seconds = args.batch_seconds or (10 if args.quick else 90)
+    args.bulk_topology = list(TOPOLOGIES) if args.bulk_topology == "both" \
+        else [args.bulk_topology]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if shutil.which("wrk") is None:
         print("error: wrk not found; install it with `make loadtest-deps` "
               "(apt-get install wrk)", file=sys.stderr)
         return 2
-
-    seconds = args.seconds or (4 if args.quick else 15)
-    concurrencies = [1, 16, 64, 256]
-    card = ensure_model(args.model)
-    # Batching is measured with the cache off (wrk repeats one body: with the cache on every
-    # request would be a hit); the cache gets its own repeated-rows runs.
-    service_env = {"AGBENTO_MODEL": card.tag, "AGBENTO_CACHE_URL": "off"}
+    concurrencies = [1, TARGET_CLIENTS] if args.quick else [1, 16, TARGET_CLIENTS, 256]
     report = Report(
         machine=machine(),
-        model={"tag": card.tag, "problem_type": card.problem_type,
-               "models": ", ".join(card.metadata.get("models", []))},
-        settings={"mode": "quick" if args.quick else "full", "seconds": seconds,
+        settings={"mode": "quick" if args.quick else "full", "seconds": args.seconds,
                   "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                  "concurrencies": concurrencies, "bulk_topology": args.bulk_topology,
                   "service_env": "default AGBENTO_* settings, cache off "
-                                 "(cached runs: AGBENTO_CACHE_URL=memory)"},
-    )
-    report.in_process = in_process(card, sorted({1, 16, 64, 100, 256, 1000, 10_000}))
-
-    bin_dir = Path(sys.executable).parent
+                                 "(AGBENTO_CACHE_URL=off), AGBENTO_TOPOLOGY=split or fused",
+                  "note": "Single rows: distinct one-row bodies (a file of bodies walked by "
+                          "each connection). Bulk: 4 clients repeating one body. The machine "
+                          "is shared: figures are noisy unless the run says otherwise."})
     with tempfile.TemporaryDirectory(prefix="agbento-bench-") as work:
-        files = bodies(card, Path(work))
-        v2_files = v2_bodies(card, Path(work))
-        v2_path = f"/v2/models/{card.tag.split(':')[0]}/infer"
-        port = free_port()
-        service = Server("agbento", [str(bin_dir / "bentoml"), "serve", ".", "--host",
-                                     "127.0.0.1", "--port", str(port)], port, service_env)
-        report.cold_start_s["agbento"] = service.cold_start_s
-        try:
-            for c in concurrencies:
-                report.runs.append(measure(service, "single-json", "/predict",
-                                           *files["single-json"][:2], 1, c, seconds))
-                # V2 right after /predict at each point, so drift in a shared machine's
-                # load hits both alike
-                path, content_type, rows, headers = v2_files["v2-single-json"]
-                report.runs.append(measure(service, "v2-single-json", v2_path, path,
-                                           content_type, rows, c, seconds, headers))
-            path, content_type, rows = files["100-json"]
-            report.runs.append(measure(service, "100-json", "/predict", path, content_type,
-                                       rows, 16, seconds))
-            report.interleaved_ms = interleaved(service, {
-                "predict single-json": ("/predict", *files["single-json"][:2], {}),
-                "v2 single-json": (v2_path, *v2_files["v2-single-json"][:2],
-                                   v2_files["v2-single-json"][3]),
-                "predict 1000-json": ("/predict", *files["1000-json"][:2], {}),
-                "v2 1000-json": (v2_path, *v2_files["v2-1000-json"][:2],
-                                 v2_files["v2-1000-json"][3]),
-                "v2 1000-binary": (v2_path, *v2_files["v2-1000-binary"][:2],
-                                   v2_files["v2-1000-binary"][3]),
-            }, 100 if args.quick else 300)
-            for name in ("1000-json", "v2-1000-json", "v2-1000-binary", "1000-csv",
-                         "1000-parquet"):
-                if name.startswith("v2-"):  # right after /predict's JSON, as above
-                    path, content_type, rows, headers = v2_files[name]
-                    report.runs.append(measure(service, name, v2_path, path, content_type, rows,
-                                               4, seconds, headers))
-                    continue
-                path, content_type, rows = files[name]
-                report.runs.append(measure(service, name, "/predict", path, content_type,
-                                           rows, 4, seconds))
-            table = demo_table().drop(columns=card.metadata["label"])
-            rows_file = Path(work) / "batch-input.parquet"
-            table.sample(n=20_000 if args.quick else 100_000, replace=True,
-                         random_state=3).to_parquet(rows_file, index=False)
-            report.batch_client["service"] = batch_client(["--url", service.url], rows_file,
-                                                          Path(work))
-        finally:
-            service.stop()
-        report.batch_client["in-process (--local)"] = batch_client(
-            ["--local", card.tag], rows_file, Path(work))
-        port = free_port()
-        cached = Server("agbento+cache", [str(bin_dir / "bentoml"), "serve", ".", "--host",
-                                          "127.0.0.1", "--port", str(port)], port,
-                        {**service_env, "AGBENTO_CACHE_URL": "memory"})
-        try:
-            for name, concurrency in (("single-json", 64), ("100-json", 16)):
-                path, content_type, rows = files[name]
-                report.runs.append(measure(cached, f"{name} repeated", "/predict", path,
-                                           content_type, rows, concurrency, seconds))
-        finally:
-            cached.stop()
-        if not args.no_baseline:
-            port = free_port()
-            baseline = Server("baseline", [str(bin_dir / "uvicorn"), "loadtests.baseline.app:app",
-                                           "--host", "127.0.0.1", "--port", str(port),
-                                           "--no-access-log"], port, service_env)
-            report.cold_start_s["baseline"] = baseline.cold_start_s
-            try:
-                for c in concurrencies:
-                    report.runs.append(measure(baseline, "single-json", "/predict",
-                                               *files["single-json"][:2], 1, c, seconds))
-                path, content_type, rows = files["1000-json"]
-                report.runs.append(measure(baseline, "1000-json", "/predict", path,
-                                           content_type, rows, 4, seconds))
-            finally:
-                baseline.stop()
-
-    report.ratios = ratios(report)
+        for index, spec in enumerate(model_specs(args)):
+            bench = ModelBench(spec, args, Path(work))
+            report.models.append(bench.result)
+            bench.in_process({*concurrencies, 1000, 10_000, args.chunk_rows})
+            bench.topologies(concurrencies)
+            if index == 0 and not args.no_echo:
+                echoes(report, bench, concurrencies if not args.quick else [TARGET_CLIENTS])
+            if not args.no_baseline and (index == 0 or not args.quick):
+                bench.baseline(concurrencies if index == 0 else [TARGET_CLIENTS])
+    report.targets = targets(report)
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.name or report.settings["mode"]
     (args.out / f"{name}.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     (args.out / f"{name}.md").write_text(markdown(report))
     plot(report, args.out / f"{name}.png")
     print(f"\nwrote {args.out / name}.json, .md, .png")
-    for key, value in report.ratios.items():
-        print(f"  {key}: {value}")
+    for t in report.targets:
+        verdict = "-" if t["met"] is None else "met" if t["met"] else "MISSED"
+        print(f"  [{t['model']}] {t['what']}: {t['figure']} (target {t['target']}) {verdict}")
     return 0
 
 

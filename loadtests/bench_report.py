@@ -1,0 +1,305 @@
+"""The benchmark's report: what ran, the same-run ratios beside issue 14's and 17's targets,
+written as JSON, Markdown and a plot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtests.bench_servers import Run
+
+SINGLE = "single-json distinct"
+BULK_CLIENTS = 4
+TARGET_CLIENTS = 64
+
+
+@dataclass
+class ModelResult:
+    key: str
+    tag: str
+    problem_type: str
+    models: str
+    features: str
+    rows_source: str
+    rows_note: str
+    in_process: dict[str, dict[str, float]] = field(default_factory=dict)
+    servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+    batch_client: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def run(self, server: str, scenario: str, concurrency: int) -> Run | None:
+        return next((r for r in self.runs if (r.server, r.scenario, r.concurrency)
+                     == (server, scenario, concurrency)), None)
+
+    def limit(self, rows: int) -> float | None:
+        """In-process rows/s of the model at `rows` rows per call."""
+        return self.in_process.get(str(rows), {}).get("rows_per_s")
+
+    def agbento_servers(self) -> list[str]:
+        return [name for name in self.servers if name.startswith("agbento")]
+
+
+@dataclass
+class Report:
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    models: list[ModelResult] = field(default_factory=list)
+    echo_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    echoes: list[Run] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+
+    def echo(self, name: str, concurrency: int = TARGET_CLIENTS) -> Run | None:
+        return next((r for r in self.echoes
+                     if r.server == name and r.concurrency == concurrency), None)
+
+
+# Issue 14: bulk scenarios as a share of the model in-process on the same rows per call.
+BULK_TARGETS: list[tuple[str, str, float | None]] = [
+    ("1000-json", "1,000-row JSON", 0.60),
+    ("1000-csv", "1,000-row CSV", None),
+    ("1000-parquet", "1,000-row Parquet", 0.80),
+    ("1000-arrow", "1,000-row Arrow", 0.80),
+    ("1000-arrow accept-arrow", "1,000-row Arrow, Arrow answer", None),
+    ("1000-parquet accept-parquet", "1,000-row Parquet, Parquet answer", None),
+    ("10000-json", "10,000-row JSON", None),
+    ("10000-parquet", "10,000-row Parquet", None),
+    ("10000-arrow", "10,000-row Arrow", 0.85),
+    ("10000-arrow accept-arrow", "10,000-row Arrow, Arrow answer", None),
+]
+BATCH_TARGETS = {"http": ("batch client over HTTP (Parquet in, Parquet out)", 0.60),
+                 "local": ("batch client --local", 0.90)}
+
+
+def _row(model: str, issue: str, what: str, figure: float | None, target: str,
+         met: bool | None, detail: str, unit: str = "share") -> dict[str, Any]:
+    """One figure beside its target; `unit`: share (of a limit), times, count or ms."""
+    return {"model": model, "issue": issue, "what": what, "figure": figure, "unit": unit,
+            "target": target, "met": met, "detail": detail}
+
+
+def targets(report: Report) -> list[dict[str, Any]]:
+    """Every figure the issues set a target for (and its neighbours), as same-run ratios."""
+    rows: list[dict[str, Any]] = []
+    for model in report.models:
+        for server in model.agbento_servers():
+            for scenario, what, target in BULK_TARGETS:
+                run, limit = model.run(server, scenario, BULK_CLIENTS), model.limit(
+                    int(scenario.split("-")[0]))
+                if run is None or not limit:
+                    continue
+                share = round(run.rows_per_s / limit, 3)
+                rows.append(_row(model.key, "14", f"{what}, {server}, {BULK_CLIENTS} clients",
+                                 share, f">= {target:.0%}" if target else "-",
+                                 share >= target if target else None,
+                                 f"{run.rows_per_s:.0f} rows/s vs {limit:.0f} in-process"))
+        for kind, (what, target) in BATCH_TARGETS.items():
+            result = model.batch_client.get(kind)
+            limit = model.limit(result["chunk_rows"]) if result else None
+            if not result or not limit or not result.get("rows_per_s"):
+                continue
+            share = round(result["rows_per_s"] / limit, 3)
+            rows.append(_row(model.key, "14", f"{what}, {result['rows']:,} rows", share,
+                             f">= {target:.0%}", share >= target,
+                             f"{result['rows_per_s']:.0f} rows/s vs {limit:.0f} in-process "
+                             f"at {result['chunk_rows']:,} rows per call"))
+        rows += single_row_targets(report, model)
+    return rows
+
+
+def single_row_targets(report: Report, model: ModelResult) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    base = model.run("baseline", SINGLE, TARGET_CLIENTS)
+    split_echo, fused_echo = report.echo("echo split"), report.echo("echo fused")
+    c = TARGET_CLIENTS
+    for server in model.agbento_servers():
+        ours = model.run(server, SINGLE, c)
+        if ours is None:
+            continue
+        info = model.servers[server]
+        label = f"single row, {server}, {c} clients"
+        if info.get("effective") != info.get("asked"):
+            label += f" (ran {info.get('effective')})"
+        if split_echo:
+            share = round(ours.requests_per_s / split_echo.requests_per_s, 3)
+            rows.append(_row(model.key, "14", f"{label} vs bare split echo", share, ">= 85%",
+                             share >= 0.85, f"{ours.requests_per_s:.0f} vs "
+                             f"{split_echo.requests_per_s:.0f} req/s"))
+        if fused_echo and info.get("asked") == "fused":
+            share = round(ours.requests_per_s / fused_echo.requests_per_s, 3)
+            rows.append(_row(model.key, "17", f"{label} vs bare fused echo", share, ">= 50%",
+                             share >= 0.5, f"{ours.requests_per_s:.0f} vs "
+                             f"{fused_echo.requests_per_s:.0f} req/s"))
+        if base and base.requests_per_s:
+            times = round(ours.requests_per_s / base.requests_per_s, 2)
+            rows.append(_row(model.key, "17", f"{label} vs the seed-style server", times,
+                             ">= 16x (stretch 20x)", times >= 16,
+                             f"{ours.requests_per_s:.0f} vs {base.requests_per_s:.0f} req/s",
+                             "times"))
+        bad = ours.non2xx + ours.socket_errors
+        rows.append(_row(model.key, "17", f"{label}: non-2xx and socket errors", bad, "0",
+                         bad == 0, str(ours.non2xx_by_status or ""), "count"))
+        rows.append(_row(model.key, "17", f"{label}: p99", ours.p99_ms, "<= 150 ms",
+                         ours.p99_ms <= 150, f"p50 {ours.p50_ms:.1f} ms", "ms"))
+    return rows
+
+
+# -- Markdown -----------------------------------------------------------------------------
+
+
+def _figure(row: dict[str, Any]) -> str:
+    value, unit = row["figure"], row.get("unit", "share")
+    if value is None:
+        return "-"
+    if unit == "share":
+        return f"{value:.0%}"
+    if unit == "times":
+        return f"{value:.1f}x"
+    if unit == "ms":
+        return f"{value:.0f} ms"
+    return f"{value}"
+
+
+def _verdict(met: bool | None) -> str:
+    return "-" if met is None else "met" if met else "**missed**"
+
+
+def _runs_table(runs: list[Run], limits: dict[str, dict[str, float]] | None) -> list[str]:
+    lines = ["| server | scenario | clients | req/s | rows/s | in-process rows/s | share | "
+             "p50 ms | p99 ms | non-2xx | server CPU % | server peak RSS MB | wrk CPU % |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+             "| ---: |"]
+    for r in runs:
+        batch = r.rows_per_request if r.rows_per_request > 1 else r.concurrency
+        limit = (limits or {}).get(str(batch), {}).get("rows_per_s")
+        share = f"{r.rows_per_s / limit:.0%}" if limit else "-"
+        lines.append(
+            f"| {r.server} | {r.scenario} | {r.concurrency} | {r.requests_per_s:.0f} | "
+            f"{r.rows_per_s:.0f} | {f'{limit:.0f}' if limit else '-'} | {share} | "
+            f"{r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.non2xx + r.socket_errors} | "
+            f"{r.server_cpu_pct:.0f} | {r.server_peak_rss_mb:.0f} | {r.wrk_cpu_pct:.0f} |")
+    return lines
+
+
+def markdown(report: Report) -> str:
+    m, s = report.machine, report.settings
+    lines = [
+        f"# agbento benchmark ({s['mode']}, {s['when']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}, "
+        f"Python {m['python']}. Load generator: {m['load_generator']} (one thread, "
+        f"`loadtests/post.lua`), on the same machine. Each run {s['seconds']} s after a 1 s "
+        f"warm-up. {s['note']}",
+        "",
+        f"Servers: `bentoml serve .` with {s['service_env']}; the topology asked for by "
+        "`AGBENTO_TOPOLOGY` and the one found in the process tree (or /model/info) are both "
+        "listed. Baseline: the seed-style FastAPI + uvicorn server, 1 worker, `predict` + "
+        "`predict_proba` per request (loadtests/baseline/app.py). Bare echoes: "
+        "loadtests/echo_split.py and loadtests/echo_fused.py, no model, no validation, no "
+        "middleware.",
+        "",
+        "Every share is a same-run ratio to the model in-process "
+        "(`predict_proba`, `predict` for regression) on the same rows per call: for single "
+        "rows, a batch as large as the number of clients; for bulk, the request's rows; for "
+        "the batch client, one chunk.",
+        "",
+        "## Targets (issues 14 and 17)",
+        "",
+        "| model | issue | what | figure | target | verdict | detail |",
+        "| --- | --- | --- | ---: | --- | --- | --- |",
+    ]
+    for t in report.targets:
+        lines.append(f"| {t['model']} | {t['issue']} | {t['what']} | {_figure(t)} | "
+                     f"{t['target']} | {_verdict(t['met'])} | {t['detail']} |")
+    lines += ["", "## Single rows against the bare echoes (issue 17's table)", "",
+              "| server | workers | clients | req/s | p50 ms | p99 ms | non-2xx |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in report.echoes:
+        if r.concurrency == TARGET_CLIENTS:
+            lines.append(f"| {r.server} (bare) | {report.echo_servers[r.server]['workers']} | "
+                         f"{r.concurrency} | {r.requests_per_s:.0f} | {r.p50_ms:.1f} | "
+                         f"{r.p99_ms:.1f} | {r.non2xx + r.socket_errors} |")
+    for model in report.models:
+        for name, info in model.servers.items():
+            r = model.run(name, SINGLE, TARGET_CLIENTS)
+            if r:
+                lines.append(f"| {name}, {model.key} model | {info.get('workers_text', '-')} | "
+                             f"{r.concurrency} | {r.requests_per_s:.0f} | {r.p50_ms:.1f} | "
+                             f"{r.p99_ms:.1f} | {r.non2xx + r.socket_errors} |")
+    for model in report.models:
+        lines += model_section(model)
+    if report.echoes:
+        lines += ["", "## Bare echoes", ""] + _runs_table(report.echoes, None)
+        for name, info in report.echo_servers.items():
+            lines.append(f"\n`{name}`: {info['command']}, workers {info['workers']}, "
+                         f"cold start {info['cold_start_s']} s.")
+    return "\n".join(lines) + "\n"
+
+
+def model_section(model: ModelResult) -> list[str]:
+    lines = ["", f"## Model `{model.tag}` ({model.key})", "",
+             f"{model.problem_type}; models: {model.models}. Features: {model.features}.", "",
+             f"Rows: {model.rows_source}. {model.rows_note}", "",
+             "### In-process (the limit)", "",
+             "| rows per call | ms | rows/s |", "| ---: | ---: | ---: |"]
+    for size, v in sorted(model.in_process.items(), key=lambda kv: int(kv[0])):
+        lines.append(f"| {size} | {v['ms']} | {v['rows_per_s']:.0f} |")
+    lines += ["", "### Servers", "", "| server | topology asked | found | workers | "
+              "cold start s |", "| --- | --- | --- | --- | ---: |"]
+    for name, info in model.servers.items():
+        lines.append(f"| {name} | {info.get('asked', '-')} | {info.get('effective', '-')} | "
+                     f"{info.get('workers_text', '-')} | {info['cold_start_s']} |")
+    lines += ["", "### Over HTTP", ""] + _runs_table(model.runs, model.in_process)
+    if model.batch_client:
+        lines += ["", "### Batch client (`python -m agbento.batch`, Parquet in, Parquet out)", "",
+                  "| how | rows | chunk rows | in flight | seconds | rows/s | retries |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for kind, v in model.batch_client.items():
+            if "error" in v:
+                lines.append(f"| {kind} | failed: {v['error']} | | | | | |")
+                continue
+            lines.append(f"| {kind} ({v['where']}) | {v['rows']} | {v['chunk_rows']} | "
+                         f"{v['concurrency']} | {v['seconds']} | {v['rows_per_s']} | "
+                         f"{v.get('retries', '-')} |")
+    if model.skipped:
+        lines += ["", "### Not run (the server refused the probe, or it failed)", "",
+                  "| server | scenario | why |", "| --- | --- | --- |"]
+        lines += [f"| {x['server']} | {x['scenario']} | {x['reason'].replace('|', '/')} |"
+                  for x in model.skipped]
+    return lines
+
+
+# -- plot ---------------------------------------------------------------------------------
+
+
+def plot(report: Report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = max(1, len(report.models))
+    fig, axes = plt.subplots(count, 2, figsize=(12, 4 * count), squeeze=False)
+    for (left, right), model in zip(axes, report.models, strict=False):
+        series: dict[str, list[Run]] = {}
+        for r in model.runs:
+            if r.scenario == SINGLE:
+                series.setdefault(r.server, []).append(r)
+        for r in report.echoes:
+            series.setdefault(f"{r.server} (bare)", []).append(r)
+        for name, runs in series.items():
+            runs.sort(key=lambda r: r.concurrency)
+            style = "--" if "bare" in name else "-"
+            xs = [r.concurrency for r in runs]
+            left.plot(xs, [r.requests_per_s for r in runs], style, marker="o", label=name)
+            right.plot(xs, [r.p99_ms for r in runs], style, marker="o", label=name)
+        for axis, title in ((left, "single-row requests/s"), (right, "p99 latency (ms)")):
+            axis.set_xscale("log", base=2)
+            axis.set_yscale("log")
+            axis.set_xlabel("concurrent clients (distinct rows, cache off)")
+            axis.set_title(f"{model.key} model: {title}")
+            axis.legend(fontsize=8)
+            axis.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -1,0 +1,288 @@
+"""The benchmark's servers and load: start a server, watch its processes, drive it with wrk.
+
+A scenario the server does not support yet (an Arrow body, an Accept header) is probed
+with one request first and reported as skipped with the server's answer, not run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).with_name("post.lua")
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Run:
+    server: str
+    scenario: str
+    concurrency: int
+    rows_per_request: int
+    requests_per_s: float
+    rows_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    requests: int
+    non2xx: int
+    socket_errors: int
+    server_cpu_pct: float
+    server_peak_rss_mb: float
+    wrk_cpu_pct: float
+    non2xx_by_status: dict[str, int]
+
+
+@dataclass
+class Scenario:
+    """One kind of request: a body (or a file of one-row bodies, one a line), its content
+    type and, for table answers, the Accept header."""
+
+    name: str
+    rows: int
+    body: Path
+    content_type: str
+    accept: str | None = None
+    many_bodies: bool = False
+    path: str = "/predict"
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept": self.accept} if self.accept else {}
+
+    def first_body(self) -> bytes:
+        if self.many_bodies:
+            with self.body.open("rb") as lines:
+                return lines.readline().rstrip(b"\n")
+        return self.body.read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bentoml_serve(target: str, port: int) -> list[str]:
+    return [str(BIN / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+
+
+class Server:
+    """A server subprocess (its own process group) and when it became ready."""
+
+    def __init__(self, name: str, command: list[str], port: int, env: dict[str, str],
+                 ready_path: str = "/readyz") -> None:
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name.replace(' ', '-')}-",
+                                               suffix=".log", delete=False)
+        start = time.perf_counter()
+        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env},
+                                        stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + 240
+        try:
+            while True:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start: see {self.log.name}")
+                try:
+                    if httpx.get(f"{self.url}{ready_path}", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+        except BaseException:
+            self.stop()
+            raise
+        self.cold_start_s = round(time.perf_counter() - start, 2)
+        print(f"{name}: ready in {self.cold_start_s} s at {self.url}")
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            parent = psutil.Process(self.process.pid)
+            return [parent, *parent.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def workers(self) -> dict[str, int]:
+        """BentoML worker processes by service name (`--service-name` on their command)."""
+        counts: dict[str, int] = {}
+        for proc in self.processes():
+            try:
+                command = proc.cmdline()
+            except psutil.Error:
+                continue
+            if "_bentoml_impl.worker.service" in command and "--service-name" in command:
+                name = command[command.index("--service-name") + 1]
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+def topology_of(server: Server, entry_service: str = "agbento") -> dict[str, Any]:
+    """What the server runs, whatever was asked: split when a dependency service has its own
+    workers, fused when only the entry service does; /model/info's word when it gives one."""
+    workers = server.workers()
+    dependency = {name: n for name, n in workers.items() if name != entry_service}
+    found: dict[str, Any] = {
+        "by_process_tree": "split" if dependency else "fused",
+        "api_workers": workers.get(entry_service, 0),
+        "model_workers": sum(dependency.values()),
+        "workers": workers,
+    }
+    try:
+        info = httpx.get(f"{server.url}/model/info", timeout=5).json()
+        said = info.get("topology") or (info.get("serving") or {}).get("topology")
+        if said:
+            found["by_model_info"] = said
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    found["effective"] = found.get("by_model_info") or found["by_process_tree"]
+    return found
+
+
+class Monitor:
+    """CPU seconds and peak RSS of a server's whole process tree during one run."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for proc in self.server.processes():
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            rss = 0
+            for proc in self.server.processes():
+                try:
+                    rss += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak_rss = max(self.peak_rss, rss)
+            self._stop.wait(0.25)
+
+    def __enter__(self) -> Monitor:
+        self.cpu_start, self.wall_start = self._cpu(), time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        elapsed = time.perf_counter() - self.wall_start
+        self.cpu_pct = 100 * (self._cpu() - self.cpu_start) / elapsed
+
+
+def wrk(url: str, scenario: Scenario, concurrency: int, seconds: int) -> dict[str, Any]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    extra = "\n".join(f"{name}: {value}" for name, value in scenario.headers().items())
+    bodies = {"BODIES_FILE" if scenario.many_bodies else "BODY_FILE": str(scenario.body)}
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
+         "-s", str(LUA), url],
+        env={**os.environ, **bodies, "CONTENT_TYPE": scenario.content_type,
+             "EXTRA_HEADERS": extra},
+        capture_output=True, text=True, timeout=seconds + 120,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((x for x in result.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {result.stdout}\n{result.stderr}")
+    summary = json.loads(line.removeprefix("WRK_JSON "))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    summary["wrk_cpu_pct"] = round(100 * cpu / (summary["duration_us"] / 1e6), 1)
+    return summary
+
+
+def probe(server: Server, scenario: Scenario) -> str | None:
+    """None when the server answers the scenario's request as asked; else why not."""
+    headers = {"Content-Type": scenario.content_type, **scenario.headers()}
+    try:
+        response = httpx.post(f"{server.url}{scenario.path}", content=scenario.first_body(),
+                              headers=headers, timeout=120)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if response.status_code != 200:
+        try:  # our error shape: its code and message say it best
+            error = response.json()["error"]
+            return f"HTTP {response.status_code} {error['code']}: {error['message']}"[:300]
+        except (ValueError, KeyError, TypeError):
+            return f"HTTP {response.status_code}: {response.text[:300]}".replace("\n", " ")
+    got = response.headers.get("content-type", "")
+    if scenario.accept and not got.startswith(scenario.accept):
+        return f"asked Accept: {scenario.accept}, answered {got or 'no content type'}"
+    return None
+
+
+def measure(server: Server, scenario: Scenario, concurrency: int, seconds: int) -> Run:
+    url = f"{server.url}{scenario.path}"
+    wrk(url, scenario, concurrency, 1)  # warm up connections
+    with Monitor(server) as monitor:
+        summary = wrk(url, scenario, concurrency, seconds)
+    rps = summary["requests"] / (summary["duration_us"] / 1e6)
+    run = Run(
+        server=server.name, scenario=scenario.name, concurrency=concurrency,
+        rows_per_request=scenario.rows, requests_per_s=round(rps, 1),
+        rows_per_s=round(rps * scenario.rows, 1), p50_ms=summary["p50_ms"],
+        p95_ms=summary["p95_ms"], p99_ms=summary["p99_ms"], max_ms=summary["max_ms"],
+        requests=summary["requests"], non2xx=summary["non2xx"], socket_errors=summary["errors"],
+        server_cpu_pct=round(monitor.cpu_pct, 1),
+        server_peak_rss_mb=round(monitor.peak_rss / 2**20, 1),
+        wrk_cpu_pct=summary["wrk_cpu_pct"], non2xx_by_status=summary["non2xx_by_status"],
+    )
+    print(f"{server.name:14} {scenario.name:24} c={concurrency:<4} {run.requests_per_s:9.1f} "
+          f"req/s {run.rows_per_s:10.1f} rows/s  p50 {run.p50_ms:7.1f}  p99 {run.p99_ms:7.1f} "
+          f"ms  non-2xx {run.non2xx}  server cpu {run.server_cpu_pct}%  "
+          f"wrk cpu {run.wrk_cpu_pct}%")
+    return run
+
+
+def batch_client(target: list[str], rows_file: Path, out: Path, chunk_rows: int,
+                 concurrency: int) -> dict[str, Any]:
+    """`python -m agbento.batch` on a Parquet file to a Parquet file: its own summary."""
+    result = subprocess.run(
+        [sys.executable, "-m", "agbento.batch", str(rows_file), str(out), *target,
+         "--chunk-rows", str(chunk_rows), "--concurrency", str(concurrency), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"batch client exited {result.returncode}: {result.stderr[-1500:]}")
+    summary = json.loads(result.stderr.strip().splitlines()[-1])
+    print(f"batch client {' '.join(target)}: {summary['rows_per_s']} rows/s")
+    return {k: summary.get(k) for k in ("rows", "seconds", "rows_per_s", "retries",
+                                        "rejected_rows")}
