@@ -68,6 +68,7 @@ TOPOLOGIES = ("split", "fused")
 BULK = [(1000, "json"), (1000, "csv"), (1000, "parquet"), (1000, "arrow"),
         (10_000, "json"), (10_000, "parquet"), (10_000, "arrow")]
 ANSWERS = [(1000, "arrow", "arrow"), (1000, "parquet", "parquet"), (10_000, "arrow", "arrow")]
+V2 = [("v2-1-json", 1, False), ("v2-1000-json", 1000, False), ("v2-1000-binary", 1000, True)]
 SINGLE_BODIES = 20_000
 BATCH_IN_FLIGHT = 4
 
@@ -168,6 +169,14 @@ class ModelBench:
             name = f"{rows}-{fmt} accept-{answer}"
             out[name] = Scenario(name, rows, out[f"{rows}-{fmt}"].body, bench_rows.FORMATS[fmt],
                                  accept=bench_rows.FORMATS[answer])
+        if self.args.v2:  # the same rows through the Open Inference Protocol V2
+            path = f"/v2/models/{self.card.tag.split(':')[0]}/infer"
+            for name, rows, binary in V2:
+                content, headers = bench_rows.v2_bodies(self.card, self.frame(rows), binary)
+                (self.work / name).write_bytes(content)
+                out[name] = Scenario(name, rows, self.work / name,
+                                     "application/octet-stream" if binary else bench_rows.JSON,
+                                     path=path, extra_headers=headers)
         return out
 
     def in_process(self, sizes: set[int]) -> None:
@@ -225,9 +234,10 @@ class ModelBench:
                 for c in concurrencies:
                     self.run(server, SINGLE, c)
                 if topology in self.args.bulk_topology:
-                    for name in self.scenarios:
-                        if name != SINGLE:
-                            self.run(server, name, BULK_CLIENTS)
+                    for name, scenario in self.scenarios.items():
+                        if name != SINGLE:  # V2 single rows: one body, repeated, as wrk can
+                            clients = TARGET_CLIENTS if scenario.rows == 1 else BULK_CLIENTS
+                            self.run(server, name, clients)
                 if topology == self.args.bulk_topology[0]:
                     self.batch(["--url", server.url], "http", server.name)
             finally:
@@ -347,6 +357,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", help="report file name (default: quick or full)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-echo", action="store_true")
+    parser.add_argument("--v2", action="store_true",
+                        help="also the Open Inference Protocol V2 (one row, 1,000 rows as JSON "
+                        "and as binary tensors) where the bulk scenarios run")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3 if args.quick else 10)
     args.batch_rows = args.batch_rows or (50_000 if args.quick else 1_000_000)

@@ -61,9 +61,11 @@ class Scenario:
     accept: str | None = None
     many_bodies: bool = False
     path: str = "/predict"
+    extra_headers: dict[str, str] | None = None
 
     def headers(self) -> dict[str, str]:
-        return {"Accept": self.accept} if self.accept else {}
+        return {**({"Accept": self.accept} if self.accept else {}),
+                **(self.extra_headers or {})}
 
     def first_body(self) -> bytes:
         if self.many_bodies:
