@@ -62,6 +62,7 @@ from loadtests.bench_servers import (  # noqa: E402
     measure,
     probe,
     topology_of,
+    wait_idle,
 )
 
 TOPOLOGIES = ("split", "fused")
@@ -192,12 +193,12 @@ class ModelBench:
 
     def run(self, server: Server, name: str, concurrency: int) -> Run | None:
         scenario = self.scenarios[name]
-        reason = probe(server, scenario)
+        reason, one_request_s = probe(server, scenario)
         if reason is not None:
             self.skip(server.name, name, reason)
             return None
         try:
-            run = measure(server, scenario, concurrency, self.args.seconds)
+            run = measure(server, scenario, concurrency, self.args.seconds, one_request_s)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             self.skip(server.name, name, f"failed: {exc}"[:400])
             return None
@@ -239,6 +240,7 @@ class ModelBench:
                             clients = TARGET_CLIENTS if scenario.rows == 1 else BULK_CLIENTS
                             self.run(server, name, clients)
                 if topology == self.args.bulk_topology[0]:
+                    wait_idle(server)
                     self.batch(["--url", server.url], "http", server.name)
             finally:
                 server.stop()
@@ -309,9 +311,12 @@ def echoes(report: Report, bench: ModelBench, concurrencies: list[int]) -> None:
                                      "cold_start_s": server.cold_start_s, "env": env}
         try:
             for c in concurrencies:
-                if probe(server, bench.scenarios[SINGLE]) is None:
-                    report.echoes.append(measure(server, bench.scenarios[SINGLE], c,
-                                                 bench.args.seconds))
+                reason, one_request_s = probe(server, bench.scenarios[SINGLE])
+                if reason is not None:
+                    bench.skip(name, SINGLE, reason)
+                    continue
+                report.echoes.append(measure(server, bench.scenarios[SINGLE], c,
+                                             bench.args.seconds, one_request_s))
         finally:
             server.stop()
 
@@ -350,7 +355,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="rows of the batch client's file (quick 50,000, full 1,000,000)")
     parser.add_argument("--batch-seconds", type=float,
                         help="a slow model gets fewer batch rows: about this many seconds "
-                        "in-process (quick 10, full 90)")
+                        "in-process (quick 10, full 40)")
     parser.add_argument("--chunk-rows", type=int, default=10_000,
                         help="the batch client's rows per request (10,000)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
@@ -363,7 +368,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3 if args.quick else 10)
     args.batch_rows = args.batch_rows or (50_000 if args.quick else 1_000_000)
-    args.batch_seconds = args.batch_seconds or (10 if args.quick else 90)
+    args.batch_seconds = args.batch_seconds or (10 if args.quick else 40)
     args.bulk_topology = list(TOPOLOGIES) if args.bulk_topology == "both" \
         else [args.bulk_topology]
     return args
@@ -381,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         settings={"mode": "quick" if args.quick else "full", "seconds": args.seconds,
                   "when": datetime.now(UTC).isoformat(timespec="seconds"),
                   "concurrencies": concurrencies, "bulk_topology": args.bulk_topology,
+                  "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
                   "service_env": "default AGBENTO_* settings, cache off "
                                  "(AGBENTO_CACHE_URL=off), AGBENTO_TOPOLOGY=split or fused",
                   "note": "Single rows: distinct one-row bodies (a file of bodies walked by "
@@ -396,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                 echoes(report, bench, concurrencies if not args.quick else [TARGET_CLIENTS])
             if not args.no_baseline and (index == 0 or not args.quick):
                 bench.baseline(concurrencies if index == 0 else [TARGET_CLIENTS])
+    report.settings["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report.targets = targets(report)
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.name or report.settings["mode"]

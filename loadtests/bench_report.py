@@ -90,10 +90,13 @@ def targets(report: Report) -> list[dict[str, Any]]:
                 if run is None or not limit:
                     continue
                 share = round(run.rows_per_s / limit, 3)
+                bad = run.non2xx + run.socket_errors
                 rows.append(_row(model.key, "14", f"{what}, {server}, {BULK_CLIENTS} clients",
                                  share, f">= {target:.0%}" if target else "-",
                                  share >= target if target else None,
-                                 f"{run.rows_per_s:.0f} rows/s vs {limit:.0f} in-process"))
+                                 f"{run.rows_per_s:.0f} rows/s vs {limit:.0f} in-process"
+                                 + (f"; {bad} non-2xx/errors {run.non2xx_by_status}"
+                                    if bad else "")))
         for kind, (what, target) in BATCH_TARGETS.items():
             result = model.batch_client.get(kind)
             limit = model.limit(result["chunk_rows"]) if result else None
@@ -191,6 +194,10 @@ def markdown(report: Report) -> str:
         f"Python {m['python']}. Load generator: {m['load_generator']} (one thread, "
         f"`loadtests/post.lua`), on the same machine. Each run {s['seconds']} s after a 1 s "
         f"warm-up. {s['note']}",
+        "",
+        f"Load average (1, 5, 15 min) at start {s.get('load_average_at_start', '-')}, at end "
+        f"{s.get('load_average_at_end', '-')}: above the core count, other work shared the "
+        "cores and every figure is noisy.",
         "",
         f"Servers: `bentoml serve .` with {s['service_env']}; the topology asked for by "
         "`AGBENTO_TOPOLOGY` and the one found in the process tree (or /model/info) are both "

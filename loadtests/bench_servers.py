@@ -7,6 +7,7 @@ with one request first and reported as skipped with the server's answer, not run
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import signal
@@ -177,16 +178,6 @@ class Monitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _cpu(self) -> float:
-        total = 0.0
-        for proc in self.server.processes():
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                pass
-        return total
-
     def _sample(self) -> None:
         while not self._stop.is_set():
             rss = 0
@@ -199,7 +190,7 @@ class Monitor:
             self._stop.wait(0.25)
 
     def __enter__(self) -> Monitor:
-        self.cpu_start, self.wall_start = self._cpu(), time.perf_counter()
+        self.cpu_start, self.wall_start = tree_cpu_s(self.server), time.perf_counter()
         self._thread.start()
         return self
 
@@ -207,7 +198,7 @@ class Monitor:
         self._stop.set()
         self._thread.join()
         elapsed = time.perf_counter() - self.wall_start
-        self.cpu_pct = 100 * (self._cpu() - self.cpu_start) / elapsed
+        self.cpu_pct = 100 * (tree_cpu_s(self.server) - self.cpu_start) / elapsed
 
 
 def wrk(url: str, scenario: Scenario, concurrency: int, seconds: int) -> dict[str, Any]:
@@ -231,31 +222,71 @@ def wrk(url: str, scenario: Scenario, concurrency: int, seconds: int) -> dict[st
     return summary
 
 
-def probe(server: Server, scenario: Scenario) -> str | None:
-    """None when the server answers the scenario's request as asked; else why not."""
+def tree_cpu_s(server: Server) -> float:
+    total = 0.0
+    for proc in server.processes():
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def wait_idle(server: Server, timeout_s: float = 60) -> None:
+    """Until the server has finished what earlier load left in flight (wrk stops sending at
+    its deadline, but the server still works through the requests it holds)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = tree_cpu_s(server)
+        time.sleep(0.5)
+        if tree_cpu_s(server) - before < 0.1:  # under a fifth of a core
+            return
+
+
+def probe(server: Server, scenario: Scenario) -> tuple[str | None, float]:
+    """(None, seconds one request took) when the server answers the scenario's request as
+    asked; else (why not, seconds)."""
+    wait_idle(server)
     headers = {"Content-Type": scenario.content_type, **scenario.headers()}
+    start = time.perf_counter()
     try:
         response = httpx.post(f"{server.url}{scenario.path}", content=scenario.first_body(),
                               headers=headers, timeout=120)
     except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return f"{type(exc).__name__}: {exc}", time.perf_counter() - start
+    elapsed = time.perf_counter() - start
     if response.status_code != 200:
         try:  # our error shape: its code and message say it best
             error = response.json()["error"]
-            return f"HTTP {response.status_code} {error['code']}: {error['message']}"[:300]
+            return f"HTTP {response.status_code} {error['code']}: {error['message']}"[:300], \
+                elapsed
         except (ValueError, KeyError, TypeError):
-            return f"HTTP {response.status_code}: {response.text[:300]}".replace("\n", " ")
+            return f"HTTP {response.status_code}: {response.text[:300]}".replace("\n", " "), \
+                elapsed
     got = response.headers.get("content-type", "")
     if scenario.accept and not got.startswith(scenario.accept):
-        return f"asked Accept: {scenario.accept}, answered {got or 'no content type'}"
-    return None
+        return f"asked Accept: {scenario.accept}, answered {got or 'no content type'}", elapsed
+    return None, elapsed
 
 
-def measure(server: Server, scenario: Scenario, concurrency: int, seconds: int) -> Run:
+def run_seconds(seconds: int, one_request_s: float) -> int:
+    """At least `seconds`, and long enough for a slow request kind to complete some tens of
+    requests (at most a minute)."""
+    return max(seconds, min(60, math.ceil(10 * one_request_s)))
+
+
+def measure(server: Server, scenario: Scenario, concurrency: int, seconds: int,
+            one_request_s: float = 0.0) -> Run:
     url = f"{server.url}{scenario.path}"
-    wrk(url, scenario, concurrency, 1)  # warm up connections
+    if one_request_s < 0.25:  # warm up connections; a slow kind is warm from the probe
+        wrk(url, scenario, concurrency, 1)
+        wait_idle(server)
     with Monitor(server) as monitor:
-        summary = wrk(url, scenario, concurrency, seconds)
+        summary = wrk(url, scenario, concurrency, run_seconds(seconds, one_request_s))
+    if summary["requests"] < 3:
+        raise RuntimeError(f"only {summary['requests']} requests completed in "
+                           f"{summary['duration_us'] / 1e6:.0f} s")
     rps = summary["requests"] / (summary["duration_us"] / 1e6)
     run = Run(
         server=server.name, scenario=scenario.name, concurrency=concurrency,
