@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                   "when": datetime.now(UTC).isoformat(timespec="seconds"),
                   "concurrencies": concurrencies, "bulk_topology": args.bulk_topology,
                   "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+                  "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
                   "service_env": "default AGBENTO_* settings, cache off "
                                  "(AGBENTO_CACHE_URL=off), AGBENTO_TOPOLOGY=split or fused",
                   "note": "Single rows: distinct one-row bodies (a file of bodies walked by "

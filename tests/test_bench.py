@@ -199,6 +199,9 @@ def test_targets_are_same_run_shares_beside_the_issues_targets() -> None:
     assert rows["batch client --local, 1,000,000 rows"]["figure"] == 0.95
     split = "single row, agbento split, 64 clients"
     assert rows[f"{split} vs bare split echo"]["figure"] == 0.9
+    # issue 17's fused-echo target is the fused topology's; split gets the share alone
+    assert (rows[f"{split} vs bare fused echo"]["target"],
+            rows[f"{split} vs bare fused echo"]["met"]) == ("-", None)
     assert rows[f"{split} vs the seed-style server"]["figure"] == 15.0
     assert rows[f"{split} vs the seed-style server"]["met"] is False
 
