@@ -261,7 +261,7 @@ class ModelBench:
         out = self.work / f"scored-{kind}.parquet"
         try:
             summary = batch_client(target, rows_file, out, self.args.chunk_rows, BATCH_IN_FLIGHT)
-        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
             self.result.batch_client[kind] = {"error": str(exc)[-300:].replace("\n", " ")}
             self.skip(where, f"batch client {kind}", str(exc)[-300:])
             return

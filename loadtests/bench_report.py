@@ -296,7 +296,11 @@ def plot(report: Report, path: Path) -> None:
         series: dict[str, list[Run]] = {}
         for r in model.runs:
             if r.scenario == SINGLE:
-                series.setdefault(r.server, []).append(r)
+                info = model.servers.get(r.server, {})
+                ran = info.get("effective")
+                label = r.server if info.get("asked") in ("-", ran, None) \
+                    else f"{r.server} (ran {ran})"
+                series.setdefault(label, []).append(r)
         for r in report.echoes:
             series.setdefault(f"{r.server} (bare)", []).append(r)
         for name, runs in series.items():

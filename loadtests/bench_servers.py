@@ -316,6 +316,6 @@ def batch_client(target: list[str], rows_file: Path, out: Path, chunk_rows: int,
     if result.returncode != 0:
         raise RuntimeError(f"batch client exited {result.returncode}: {result.stderr[-1500:]}")
     summary = json.loads(result.stderr.strip().splitlines()[-1])
-    print(f"batch client {' '.join(target)}: {summary['rows_per_s']} rows/s")
+    print(f"batch client {' '.join(target)}: {summary.get('rows_per_s')} rows/s")
     return {k: summary.get(k) for k in ("rows", "seconds", "rows_per_s", "retries",
                                         "rejected_rows")}
