@@ -49,6 +49,7 @@ from loadtests.bench_report import (  # noqa: E402
     Report,
     markdown,
     plot,
+    report_from_json,
     targets,
 )
 from loadtests.bench_servers import (  # noqa: E402
@@ -362,6 +363,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", help="report file name (default: quick or full)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-echo", action="store_true")
+    parser.add_argument("--render", type=Path, metavar="REPORT.json",
+                        help="write .md and .png again from a report's JSON; run nothing")
     parser.add_argument("--v2", action="store_true",
                         help="also the Open Inference Protocol V2 (one row, 1,000 rows as JSON "
                         "and as binary tensors) where the bulk scenarios run")
@@ -376,6 +379,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        report = report_from_json(json.loads(args.render.read_text()))
+        report.targets = targets(report)
+        args.render.with_suffix(".md").write_text(markdown(report))
+        plot(report, args.render.with_suffix(".png"))
+        print(f"wrote {args.render.with_suffix('.md')} and .png")
+        return 0
     if shutil.which("wrk") is None:
         print("error: wrk not found; install it with `make loadtest-deps` "
               "(apt-get install wrk)", file=sys.stderr)

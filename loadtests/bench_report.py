@@ -150,6 +150,17 @@ def single_row_targets(report: Report, model: ModelResult) -> list[dict[str, Any
     return rows
 
 
+def report_from_json(data: dict[str, Any]) -> Report:
+    """A report read back from its JSON (to render it again)."""
+    models = []
+    for m in data["models"]:
+        runs = [Run(**r) for r in m.pop("runs")]
+        models.append(ModelResult(**m, runs=runs))
+    return Report(machine=data["machine"], settings=data["settings"], models=models,
+                  echo_servers=data["echo_servers"],
+                  echoes=[Run(**r) for r in data["echoes"]], targets=data["targets"])
+
+
 # -- Markdown -----------------------------------------------------------------------------
 
 
@@ -187,6 +198,12 @@ def _runs_table(runs: list[Run], limits: dict[str, dict[str, float]] | None) -> 
     return lines
 
 
+def busy_before(report: Report) -> bool:
+    """Other work was running when the benchmark started (its 1-minute load average)."""
+    load = report.settings.get("load_average_at_start") or [0.0]
+    return load[0] > (report.machine.get("cores") or 1)
+
+
 def markdown(report: Report) -> str:
     m, s = report.machine, report.settings
     lines = [
@@ -198,8 +215,10 @@ def markdown(report: Report) -> str:
         f"warm-up. {s['note']}",
         "",
         f"Load average (1, 5, 15 min) at start {s.get('load_average_at_start', '-')}, at end "
-        f"{s.get('load_average_at_end', '-')}: above the core count, other work shared the "
-        "cores and every figure is noisy.",
+        f"{s.get('load_average_at_end', '-')}: " + (
+            "above the core count before the run began: other work shared the cores, and "
+            "every figure is noisy." if busy_before(report) else
+            "the machine was otherwise idle when the run began."),
         "",
         f"Servers: `bentoml serve .` with {s['service_env']}; the topology asked for by "
         "`AGBENTO_TOPOLOGY` and the one found in the process tree (or /model/info) are both "

@@ -231,6 +231,17 @@ def test_the_markdown_puts_each_target_beside_its_figure() -> None:
     assert "| 15.0x | >= 16x (stretch 20x) | **missed** |" in text
 
 
+def test_a_report_reads_back_from_its_json() -> None:
+    from dataclasses import asdict
+
+    from loadtests.bench_report import report_from_json
+
+    report = sample_report()
+    report.targets = targets(report)
+    again = report_from_json(json.loads(json.dumps(asdict(report))))
+    assert again == report
+
+
 def test_the_birdstrikes_table_has_dates_free_text_numbers_and_categories() -> None:
     dataset = DATASETS["birdstrikes"]
     data = load_data(TrainConfig(label=dataset.label, dataset="birdstrikes"),
