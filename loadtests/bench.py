@@ -36,6 +36,11 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The model in-process with the threads the service's model worker has (agbento/bootstrap.py;
+# before any library reads it). On a shared 2-core machine this is also the faster setting:
+# two OpenMP threads fighting other work put an ~8 ms floor under every demo-model call.
+SEED_OMP = os.environ.get("OMP_NUM_THREADS")  # the seed-style baseline runs as it would
+os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("AGBENTO_MODEL_THREADS", "1"))
 
 from agbento.settings import DEMO_MODEL_NAME  # noqa: E402
 from agbento.store import ModelCard  # noqa: E402
@@ -182,8 +187,18 @@ class ModelBench:
         return out
 
     def in_process(self, sizes: set[int]) -> None:
+        """Timed before and again after the servers: the faster of the two is the limit (a
+        busy moment on a shared machine must not flatter the service's shares)."""
         for size in sorted(sizes):
             timing = bench_rows.time_in_process(self.card, self.predictor, self.frame(size))
+            earlier = self.result.in_process.get(str(size))
+            if earlier is not None:
+                timing["measured_rows_per_s"] = [*earlier["measured_rows_per_s"],
+                                                 timing["rows_per_s"]]
+                if earlier["rows_per_s"] > timing["rows_per_s"]:
+                    timing = {**earlier, "measured_rows_per_s": timing["measured_rows_per_s"]}
+            else:
+                timing["measured_rows_per_s"] = [timing["rows_per_s"]]
             self.result.in_process[str(size)] = timing
             print(f"in-process {self.card.tag} {size:>6} rows: {timing['ms']:9.2f} ms, "
                   f"{timing['rows_per_s']:10.0f} rows/s")
@@ -275,7 +290,8 @@ class ModelBench:
         command = [str(BIN / "uvicorn"), "loadtests.baseline.app:app", "--host", "127.0.0.1",
                    "--port", str(port), "--no-access-log"]
         try:
-            server = Server("baseline", command, port, {"AGBENTO_MODEL": self.card.tag})
+            server = Server("baseline", command, port, {"AGBENTO_MODEL": self.card.tag,
+                                                         "OMP_NUM_THREADS": SEED_OMP})
         except RuntimeError as exc:
             self.skip("baseline", "(server)", str(exc))
             return
@@ -407,8 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         for index, spec in enumerate(model_specs(args)):
             bench = ModelBench(spec, args, Path(work))
             report.models.append(bench.result)
-            bench.in_process({*concurrencies, 1000, 10_000, args.chunk_rows})
+            sizes = {*concurrencies, 1000, 10_000, args.chunk_rows}
+            bench.in_process(sizes)
             bench.topologies(concurrencies)
+            bench.in_process(sizes)
             if index == 0 and not args.no_echo:
                 echoes(report, bench, concurrencies if not args.quick else [TARGET_CLIENTS])
             if not args.no_baseline and (index == 0 or not args.quick):

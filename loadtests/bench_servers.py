@@ -88,14 +88,17 @@ def bentoml_serve(target: str, port: int) -> list[str]:
 class Server:
     """A server subprocess (its own process group) and when it became ready."""
 
-    def __init__(self, name: str, command: list[str], port: int, env: dict[str, str],
+    def __init__(self, name: str, command: list[str], port: int, env: dict[str, str | None],
                  ready_path: str = "/readyz") -> None:
+        """`env` on top of ours; a None value removes the variable."""
         self.name, self.port = name, port
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{name.replace(' ', '-')}-",
                                                suffix=".log", delete=False)
         start = time.perf_counter()
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env},
+        environment = {**os.environ, **env}
+        environment = {k: v for k, v in environment.items() if v is not None}
+        self.process = subprocess.Popen(command, cwd=ROOT, env=environment,
                                         stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + 240
