@@ -24,32 +24,31 @@ import asyncio
 import hashlib
 import json
 import os
-import random
 import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
+from agbento.batch_scoring import (
+    REJECT_COLUMNS,
+    BatchError,
+    ChunkResult,
+    LocalScorer,
+    RemoteScorer,
+    Stats,
+)
 from agbento.schema import is_classification, json_value
 
 if TYPE_CHECKING:
-    import httpx
     import pyarrow as pa
 
 EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 1, 3
-# Scoring is idempotent, so any transient server-side failure is worth another try;
-# 500 included: a server shutting down can fail requests in flight.
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-REJECT_COLUMNS = ["row", "id", "field", "problem"]
-
-
-class BatchError(Exception):
-    """A problem the user must fix; the run stops (finished chunks are kept for a resume)."""
 
 
 @dataclass(frozen=True)
@@ -156,172 +155,19 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-# -- scoring ------------------------------------------------------------------------------
-
-
-@dataclass
-class ChunkResult:
-    predictions: list[Any]
-    probabilities: list[dict[str, float] | None] | None
-    errors: list[dict[str, Any]]
-    model_tag: str  # the model that answered: a run never mixes two
-
-    @classmethod
-    def of(cls, answer: dict[str, Any]) -> ChunkResult:
-        return cls(answer["predictions"], answer["probabilities"], answer["errors"],
-                   answer["model"]["tag"])
-
-
-@dataclass
-class Stats:
-    rows: int = 0
-    rejected: int = 0
-    retries: int = 0
-    chunks_resumed: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-
-def backoff_s(attempt: int) -> float:
-    """Exponential, capped at 30 s, with jitter so clients do not retry in step."""
-    return min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-class RemoteScorer:
-    """Chunks to one or more running services, through BentoML's async HTTP client.
-
-    Connecting and scoring are retried (with backoff) on connection errors; scoring also
-    on 429 and 5xx answers (scoring is idempotent), where a Retry-After header wins."""
-
-    def __init__(self, urls: list[str], api_key: str | None, max_retries: int,
-                 timeout_s: float, stats: Stats) -> None:
-        self.urls, self.api_key, self.max_retries = urls, api_key, max_retries
-        self.timeout_s, self.stats = timeout_s, stats
-        self.clients: list[Any] = []
-        self._next = 0
-
-    async def __aenter__(self) -> RemoteScorer:
-        for url in self.urls:
-            self.clients.append(await self._connect(url))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for client in self.clients:
-            await client.__aexit__(None, None, None)
-
-    async def model_info(self) -> dict[str, Any]:
-        response = await self.clients[0].request("GET", "/model/info")
-        if response.status_code != 200:
-            raise BatchError(f"GET /model/info answered {response.status_code}: "
-                             f"{response.text[:300]}")
-        return response.json()
-
-    async def score(self, rows: list[dict[str, Any]]) -> ChunkResult:
-        client = self.clients[self._next % len(self.clients)]
-        self._next += 1
-        response = await self._predict(client, {"data": rows, "on_error": "skip"})
-        return ChunkResult.of(response.json())
-
-    async def _connect(self, url: str) -> Any:
-        """A connected client; the server may be starting, so connection errors are retried."""
-        import bentoml
-        import httpx
-
-        for attempt in range(self.max_retries + 1):
-            client = bentoml.AsyncHTTPClient(url, token=self.api_key, timeout=self.timeout_s,
-                                             server_ready_timeout=0)
-            try:
-                return await client.__aenter__()
-            except (httpx.TransportError, OSError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            await self._pause(attempt, url, problem, backoff_s(attempt))
-        raise AssertionError("unreachable")
-
-    async def _predict(self, client: Any, body: dict[str, Any]) -> httpx.Response:
-        """POST /predict until it answers 200; a status not worth retrying is a BatchError."""
-        import httpx
-
-        where = str(client.url)
-        for attempt in range(self.max_retries + 1):
-            delay = backoff_s(attempt)
-            try:
-                response = await client.request("POST", "/predict", json=body)
-            except (httpx.TransportError, OSError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if status == 200:
-                    return response
-                if status not in RETRY_STATUSES:
-                    raise BatchError(f"{where} answered {status}: {response.text[:300]}")
-                problem = f"HTTP {status}"
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit():
-                    delay = float(retry_after) + random.uniform(0, 0.5)
-            await self._pause(attempt, where, problem, delay)
-        raise AssertionError("unreachable")
-
-    async def _pause(self, attempt: int, where: str, problem: str, delay: float) -> None:
-        """Wait before the next attempt, or give up after the last one."""
-        if attempt == self.max_retries:
-            raise BatchError(f"{where}: giving up after {attempt + 1} attempts ({problem})")
-        self.stats.retries += 1
-        await asyncio.sleep(delay)
-
-
-class LocalScorer:
-    """The same pipeline in-process, without a server (for comparison and debugging)."""
-
-    def __init__(self, tag: str) -> None:
-        import bentoml
-
-        from agbento.inference import TabularRuntime
-        from agbento.store import ModelCard
-
-        try:
-            card = ModelCard.of(bentoml.models.get(tag))
-        except bentoml.exceptions.NotFound:
-            raise BatchError(f"model {tag!r} is not in the local model store") from None
-        self.card = card
-        self.runtime = TabularRuntime.load(card)
-
-    async def __aenter__(self) -> LocalScorer:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def model_info(self) -> dict[str, Any]:
-        return self.card.info()
-
-    async def score(self, rows: list[dict[str, Any]]) -> ChunkResult:
-        from agbento.contract import PredictionContract
-        from agbento.inference import encode_rows
-
-        contract = PredictionContract(self.card, max_rows=len(rows) or 1)
-        validated = contract.accept(rows, "skip")
-        (scored,) = (self.runtime.score_requests([encode_rows(validated.rows)])
-                     if validated.rows else [None])
-        if scored is not None and scored.model_error is not None:
-            raise BatchError(f"the model fails on its own example rows ({scored.model_error})")
-        placed = contract.place(validated, len(rows), scored, on_error="skip")
-        answer = json.loads(contract.render(placed, validated, "local"))
-        return ChunkResult.of(answer)
-
-
 # -- writing ------------------------------------------------------------------------------
 
 
 def output_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
-                 id_column: str | None, classes: list[str]) -> pd.DataFrame:
-    out = pd.DataFrame(index=range(len(chunk)))
+                 id_column: str | None) -> pd.DataFrame:
+    """The id column (or the row number) next to the answer's columns."""
     if id_column is not None:
-        out[id_column] = chunk[id_column].to_numpy()
+        ids = {id_column: chunk[id_column].to_numpy()}
     else:
-        out["row"] = range(first_row, first_row + len(chunk))
-    out["prediction"] = result.predictions
-    if result.probabilities is not None:
-        for cls in classes:
-            out[f"proba_{cls}"] = [p[cls] if p else None for p in result.probabilities]
+        ids = {"row": np.arange(first_row, first_row + len(chunk), dtype=np.int64)}
+    out = pd.DataFrame(ids)
+    for name in result.columns.columns:
+        out[name] = result.columns[name].to_numpy()
     return out
 
 
@@ -348,13 +194,10 @@ def empty_output(chunk: pd.DataFrame, id_column: str | None,
 
 def rejects_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
                   id_column: str | None) -> pd.DataFrame:
-    rows = [{
-        "row": first_row + e["row"],
-        "id": None if id_column is None else chunk[id_column].iloc[e["row"]],
-        "field": e.get("field"),
-        "problem": e["problem"],
-    } for e in result.errors]
-    return pd.DataFrame(rows, columns=REJECT_COLUMNS)
+    rows = result.rejects["row"].to_numpy(dtype=np.int64)
+    ids = None if id_column is None else chunk[id_column].to_numpy()[rows]
+    return pd.DataFrame({"row": first_row + rows, "id": ids, "field": result.rejects["field"],
+                         "problem": result.rejects["problem"]}, columns=REJECT_COLUMNS)
 
 
 def rejects_path(output: Path) -> Path:
@@ -463,7 +306,6 @@ async def score_file(options: BatchOptions) -> int:
                                 options.timeout_s, stats))
     async with scorer:
         info = await scorer.model_info()
-        classes = [str(c) for c in info.get("classes") or []]
         if options.dry_run:
             return dry_run(options, info)
         model_tag = str(info["tag"])
@@ -478,15 +320,15 @@ async def score_file(options: BatchOptions) -> int:
 
         async def one(index: int, chunk: pd.DataFrame, first: int) -> None:
             try:
-                result = await scorer.score(records(chunk))
+                result = await scorer.score(chunk)
                 if result.model_tag != model_tag:
                     raise BatchError(
                         f"the service answered with model {result.model_tag} while this run "
                         f"scores with {model_tag} (a rollout?); finished chunks are kept: "
                         "rerun with --restart to score every row with one model")
-                parts.save(index, output_frame(chunk, result, first, options.id_column, classes),
+                parts.save(index, output_frame(chunk, result, first, options.id_column),
                            rejects_frame(chunk, result, first, options.id_column))
-                stats.rejected += len(result.errors)
+                stats.rejected += len(result.rejects)
                 stats.rows += len(chunk)
                 progress.update(len(chunk))
             finally:

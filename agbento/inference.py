@@ -250,7 +250,11 @@ class TabularRuntime:
             return
 
     def _predict(self, rows: list[list[Any]]) -> tuple[pd.Series, pd.DataFrame | None]:
-        frame = self.schema.to_frame(rows)
+        return self.predict_frame(self.schema.to_frame(rows))
+
+    def predict_frame(self, frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame | None]:
+        """Labels, and for a classifier the probabilities (one column per `str(class)`), of
+        model input as `FeatureSchema.to_frame` builds it; raises what the model raises."""
         if not self.classification:
             return self.predictor.predict(frame), None
         proba = self.predictor.predict_proba(frame, as_multiclass=True)
