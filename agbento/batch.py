@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 1, 3
+# Rows per chunk unless --chunk-rows says: a request within the service's default limit
+# (AGBENTO_MAX_ROWS, 10,000), and in-process a size where the model's per-call cost is small.
+REMOTE_CHUNK_ROWS, LOCAL_CHUNK_ROWS = 2000, 50_000
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class BatchOptions:
     urls: tuple[str, ...] = ()  # empty with `local`
     local: str | None = None  # a model tag: score in-process
     id_column: str | None = None
-    chunk_rows: int = 2000
+    chunk_rows: int | None = None  # None: REMOTE_CHUNK_ROWS or LOCAL_CHUNK_ROWS
     concurrency: int = 4
     api_key: str | None = None
     max_retries: int = 8
@@ -78,6 +81,12 @@ class BatchOptions:
             timeout_s=args.timeout, restart=args.restart, dry_run=args.dry_run,
             quiet=args.quiet,
         )
+
+    @property
+    def rows_per_chunk(self) -> int:
+        if self.chunk_rows is not None:
+            return self.chunk_rows
+        return LOCAL_CHUNK_ROWS if self.local else REMOTE_CHUNK_ROWS
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -289,7 +298,7 @@ class Parts:
 def run_fingerprint(options: BatchOptions) -> str:
     """The input file and the settings that decide the chunks (the model: see `Parts`)."""
     stat = options.input.stat()
-    facts = [str(options.input.resolve()), stat.st_size, stat.st_mtime_ns, options.chunk_rows,
+    facts = [str(options.input.resolve()), stat.st_size, stat.st_mtime_ns, options.rows_per_chunk,
              options.id_column, options.local or sorted(options.urls)]
     return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:16]
 
@@ -309,6 +318,7 @@ async def score_file(options: BatchOptions) -> int:
         if options.dry_run:
             return dry_run(options, info)
         model_tag = str(info["tag"])
+        ready = time.monotonic()  # rows/s counts scoring, not loading the model or connecting
         parts = Parts(options.output, run_fingerprint(options), model_tag, options.restart)
         window = asyncio.Semaphore(options.concurrency)
         pending: set[asyncio.Task[None]] = set()
@@ -335,7 +345,7 @@ async def score_file(options: BatchOptions) -> int:
                 window.release()
 
         try:
-            for chunk in read_chunks(options.input, options.chunk_rows):
+            for chunk in read_chunks(options.input, options.rows_per_chunk):
                 if (options.id_column is not None and options.id_column not in chunk.columns
                         and (len(chunk) or len(chunk.columns))):
                     raise BatchError(f"--id-column {options.id_column!r} is not in {options.input}")
@@ -366,11 +376,12 @@ async def score_file(options: BatchOptions) -> int:
         rejected = parts.assemble(options.output, count,
                                   empty_output(empty if empty is not None else pd.DataFrame(),
                                                options.id_column, info))
-    elapsed = time.monotonic() - stats.started
+    elapsed = time.monotonic() - ready
     summary = {
         "rows": first_row, "scored_now": stats.rows, "chunks_resumed": stats.chunks_resumed,
-        "seconds": round(elapsed, 2), "rows_per_s": round(stats.rows / elapsed, 1) if elapsed
-        else None, "retries": stats.retries, "rejected_rows": rejected,
+        "startup_s": round(ready - stats.started, 2), "seconds": round(elapsed, 2),
+        "rows_per_s": round(stats.rows / elapsed, 1) if elapsed else None,
+        "retries": stats.retries, "rejected_rows": rejected,
         "output": str(options.output),
         "rejects": str(rejects_path(options.output)),
     }
@@ -385,7 +396,7 @@ def dry_run(options: BatchOptions, info: dict[str, Any]) -> int:
     schema = FeatureSchema.from_dict(info["schema"])
     problems = rows = 0
     examples = []
-    for chunk in read_chunks(options.input, options.chunk_rows):
+    for chunk in read_chunks(options.input, options.rows_per_chunk):
         result = schema.validate_rows(records(chunk))
         problems += len(result.problems)
         examples += [
@@ -406,7 +417,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument("--url", action="append", help="service URL (repeat for replicas)")
     where.add_argument("--local", metavar="MODEL_TAG", help="score in-process, no server")
     parser.add_argument("--id-column", help="column passed through to the output")
-    parser.add_argument("--chunk-rows", type=int, default=2000, help="rows per request (2000)")
+    parser.add_argument("--chunk-rows", type=int, help=f"rows per request ({REMOTE_CHUNK_ROWS}; "
+                        f"{LOCAL_CHUNK_ROWS} with --local)")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (4)")
     parser.add_argument("--api-key", default=os.environ.get("AGBENTO_API_KEY"),
                         help="sent as a Bearer token (default: $AGBENTO_API_KEY)")
@@ -417,7 +429,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="validate against the served schema, send no rows")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.chunk_rows < 1 or args.concurrency < 1:
+    if (args.chunk_rows is not None and args.chunk_rows < 1) or args.concurrency < 1:
         parser.error("--chunk-rows and --concurrency must be positive")
     return args
 

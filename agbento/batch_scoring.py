@@ -391,13 +391,14 @@ class LocalScorer:
         validated = validate_chunk(self.card.schema, chunk)
         with self._model_lock:
             labels, proba, failed = self._predict(validated.frame)
-        accepted = np.delete(validated.indices, failed) if failed else validated.indices
-        rejects = validated.rejects
-        if failed:
+        accepted, rejects = validated.indices, validated.rejects
+        if failed:  # the service's words for a row only the model refuses (inference.py)
+            positions = [position for position, _ in failed]
+            accepted = np.delete(validated.indices, positions)
             problems = [f"the model could not score this row ({kind})" for _, kind in failed]
             rejects = pd.concat([rejects, rejects_of(
-                validated.indices[[i for i, _ in failed]].tolist(), [None] * len(failed),
-                problems)], ignore_index=True).sort_values("row", kind="stable")
+                validated.indices[positions].tolist(), [None] * len(failed), problems)],
+                ignore_index=True).sort_values("row", kind="stable")
         return ChunkResult(self._place(labels, proba, accepted, len(chunk)),
                            rejects.reset_index(drop=True), self.card.tag)
 
