@@ -154,9 +154,9 @@ def answer_model(headers: httpx.Headers) -> str:
 
 
 def read_answer(response: httpx.Response, rows: int, classes: list[str] | None,
-                fields: frozenset[str] = frozenset()) -> ChunkResult:
+                features: frozenset[str] = frozenset()) -> ChunkResult:
     """A 200 answer (a table, or JSON from a service that ignores Accept) as columns;
-    `fields` (the schema's feature names) help read problems given as text."""
+    `features` (the schema's names) help read problems given as text."""
     kind = (response.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if kind not in TABLE_TYPES:
         return read_json_answer(response.json(), rows, classes)
@@ -174,17 +174,17 @@ def read_answer(response: httpx.Response, rows: int, classes: list[str] | None,
         raise BatchError(f"the service's table answer has {table.num_rows} rows for {rows} "
                          f"sent{'; it lacks columns ' + ', '.join(missing) if missing else ''}")
     return ChunkResult(table.select(names).to_pandas(),
-                       table_rejects(table.column("error"), fields),
+                       table_rejects(table.column("error"), features),
                        answer_model(response.headers))
 
 
-def table_rejects(errors: pa.ChunkedArray, fields: frozenset[str] = frozenset()
+def table_rejects(errors: pa.ChunkedArray, features: frozenset[str] = frozenset()
                   ) -> pd.DataFrame:
     """The `error` column's refused rows, one line per problem.
 
     A cell is a JSON list of `{"field", "problem"}` objects (field null for a problem of
     the whole row), or text: problems joined by "; ", each "<field>: <problem>" when it
-    names one of `fields`, else the field is not known."""
+    names one of `features`, else the field is not known."""
     import pyarrow.compute as pc
 
     refused = np.flatnonzero(pc.is_valid(errors).to_numpy(zero_copy_only=False))
@@ -192,14 +192,14 @@ def table_rejects(errors: pa.ChunkedArray, fields: frozenset[str] = frozenset()
     fields: list[str | None] = []
     problems: list[str] = []
     for row, text in zip(refused.tolist(), errors.take(refused).to_pylist(), strict=True):
-        for where, problem in _problems(text, fields):
+        for where, problem in _problems(text, features):
             rows.append(row)
             fields.append(where)
             problems.append(problem)
     return rejects_of(rows, fields, problems)
 
 
-def _problems(text: str, fields: frozenset[str]) -> list[tuple[str | None, str]]:
+def _problems(text: str, features: frozenset[str]) -> list[tuple[str | None, str]]:
     try:
         items = json.loads(text)
     except ValueError:
@@ -210,7 +210,7 @@ def _problems(text: str, fields: frozenset[str]) -> list[tuple[str | None, str]]
     found: list[tuple[str | None, str]] = []
     for part in text.split("; "):  # a "; " inside a problem joins it back to its field's
         name, _, problem = part.partition(": ")
-        if name in fields and problem:
+        if name in features and problem:
             found.append((name, problem))
         elif found:
             found[-1] = (found[-1][0], f"{found[-1][1]}; {part}")
@@ -258,7 +258,7 @@ class RemoteScorer:
         self.body_type = body_type
         self.clients: list[Any] = []
         self.classes: list[str] | None = None
-        self.fields: frozenset[str] = frozenset()
+        self.features: frozenset[str] = frozenset()
         self._next = 0
 
     async def __aenter__(self) -> RemoteScorer:
@@ -277,7 +277,7 @@ class RemoteScorer:
                              f"{response.text[:300]}")
         info = response.json()
         self.classes = [str(c) for c in info.get("classes") or []]
-        self.fields = frozenset(f["name"] for f in info["schema"]["features"])
+        self.features = frozenset(f["name"] for f in info["schema"]["features"])
         return info
 
     async def score(self, chunk: pd.DataFrame) -> ChunkResult:
@@ -287,7 +287,7 @@ class RemoteScorer:
         response = await self._predict(client, table)
         # decoding holds the GIL little: a thread lets the next chunk's bytes go out
         return await asyncio.to_thread(read_answer, response, len(chunk), self.classes,
-                                       self.fields)
+                                       self.features)
 
     async def _connect(self, url: str) -> Any:
         """A connected client; the server may be starting, so connection errors are retried."""

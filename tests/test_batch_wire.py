@@ -56,10 +56,10 @@ def test_a_table_answer_becomes_the_output_columns_and_the_rejects(kind: str) ->
                              {"field": "island", "problem": "missing"}])
     whole_row = json.dumps([{"field": None, "problem": "the model could not score this row "
                              "(ValueError)"}])
-    joined = "year: not a number: 'x; y'; island: missing; sex: unknown"
+    joined = "mass: not a number: 'x; y'; sex: missing; kind: unknown"
     errors = [None, None, two_fields, None, whole_row, "a problem said in plain text", joined]
     result = read_answer(response(answer_table(errors), kind), 7, CLASSES,
-                         frozenset({"year", "island"}))
+                         frozenset({"mass", "sex"}))
     assert result.model_tag == "tiny:abc"
     assert list(result.columns.columns) == ["prediction", "proba_Adelie", "proba_Gentoo"]
     assert result.columns["prediction"].tolist()[:2] == ["Adelie", "Gentoo"]
@@ -70,8 +70,8 @@ def test_a_table_answer_becomes_the_output_columns_and_the_rejects(kind: str) ->
         [2, "island", "missing"],
         [4, None, "the model could not score this row (ValueError)"],
         [5, None, "a problem said in plain text"],
-        [6, "year", "not a number: 'x; y'"],  # a "; " inside a problem stays in it
-        [6, "island", "missing; sex: unknown"],  # "sex" is not a field of this schema
+        [6, "mass", "not a number: 'x; y'"],  # a "; " inside a problem stays in it
+        [6, "sex", "missing; kind: unknown"],  # "kind" is not a field of this schema
     ]
 
 
