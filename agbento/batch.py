@@ -42,6 +42,7 @@ from agbento.batch_scoring import (
     LocalScorer,
     RemoteScorer,
     Stats,
+    check_model,
 )
 from agbento.schema import is_classification, json_value
 
@@ -331,11 +332,7 @@ async def score_file(options: BatchOptions) -> int:
         async def one(index: int, chunk: pd.DataFrame, first: int) -> None:
             try:
                 result = await scorer.score(chunk)
-                if result.model_tag != model_tag:
-                    raise BatchError(
-                        f"the service answered with model {result.model_tag} while this run "
-                        f"scores with {model_tag} (a rollout?); finished chunks are kept: "
-                        "rerun with --restart to score every row with one model")
+                check_model(result.model_tag, model_tag)
                 parts.save(index, output_frame(chunk, result, first, options.id_column),
                            rejects_frame(chunk, result, first, options.id_column))
                 stats.rejected += len(result.rejects)

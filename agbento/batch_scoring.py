@@ -140,6 +140,15 @@ def encode_table(table: pa.Table, content_type: str) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def check_model(answered: str, expected: str | None) -> None:
+    """A run scores with one model: an answer from another (a rollout?) stops it."""
+    if expected is not None and answered != expected:
+        raise BatchError(
+            f"the service answered with model {answered} while this run scores with "
+            f"{expected} (a rollout?); finished chunks are kept: rerun with --restart to "
+            "score every row with one model")
+
+
 def answer_model(headers: httpx.Headers) -> str:
     """The model tag an answer names: `x-agbento-model` is the tag or its JSON reference."""
     value = headers.get(MODEL_HEADER, "").strip()
@@ -154,13 +163,20 @@ def answer_model(headers: httpx.Headers) -> str:
 
 
 def read_answer(response: httpx.Response, rows: int, classes: list[str] | None,
-                features: frozenset[str] = frozenset()) -> ChunkResult:
+                features: frozenset[str] = frozenset(), model: str | None = None
+                ) -> ChunkResult:
     """A 200 answer (a table, or JSON from a service that ignores Accept) as columns;
-    `features` (the schema's names) help read problems given as text."""
+    `features` (the schema's names) help read problems given as text. An answer from
+    another model than `model` is refused before its columns are looked at."""
     kind = (response.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if kind not in TABLE_TYPES:
-        return read_json_answer(response.json(), rows, classes)
+        answer = response.json()
+        check_model(str(answer["model"]["tag"]), model)
+        return read_json_answer(answer, rows, classes)
     import pyarrow as pa
+
+    answered = answer_model(response.headers)
+    check_model(answered, model)
 
     if kind == ARROW_STREAM:
         table = pa.ipc.open_stream(response.content).read_all()
@@ -174,8 +190,7 @@ def read_answer(response: httpx.Response, rows: int, classes: list[str] | None,
         raise BatchError(f"the service's table answer has {table.num_rows} rows for {rows} "
                          f"sent{'; it lacks columns ' + ', '.join(missing) if missing else ''}")
     return ChunkResult(table.select(names).to_pandas(),
-                       table_rejects(table.column("error"), features),
-                       answer_model(response.headers))
+                       table_rejects(table.column("error"), features), answered)
 
 
 def table_rejects(errors: pa.ChunkedArray, features: frozenset[str] = frozenset()
@@ -259,6 +274,7 @@ class RemoteScorer:
         self.clients: list[Any] = []
         self.classes: list[str] | None = None
         self.features: frozenset[str] = frozenset()
+        self.model_tag: str | None = None  # the model this run scores with
         self._next = 0
 
     async def __aenter__(self) -> RemoteScorer:
@@ -278,6 +294,7 @@ class RemoteScorer:
         info = response.json()
         self.classes = [str(c) for c in info.get("classes") or []]
         self.features = frozenset(f["name"] for f in info["schema"]["features"])
+        self.model_tag = str(info["tag"])
         return info
 
     async def score(self, chunk: pd.DataFrame) -> ChunkResult:
@@ -287,7 +304,7 @@ class RemoteScorer:
         response = await self._predict(client, table)
         # decoding holds the GIL little: a thread lets the next chunk's bytes go out
         return await asyncio.to_thread(read_answer, response, len(chunk), self.classes,
-                                       self.features)
+                                       self.features, self.model_tag)
 
     async def _connect(self, url: str) -> Any:
         """A connected client; the server may be starting, so connection errors are retried."""
@@ -355,6 +372,14 @@ class _Validated:
     rejects: pd.DataFrame
 
 
+def nulls_as_none(chunk: pd.DataFrame) -> pd.DataFrame:
+    """Empty cells of text columns (NaN from CSV and JSON Lines readers) as None, the null a
+    table body decodes to in the service: NaN there would be a number."""
+    fixed = {name: column.where(column.notna(), None) for name, column in chunk.items()
+             if column.dtype == object and column.hasnans}
+    return chunk.assign(**fixed) if fixed else chunk
+
+
 def validate_chunk(schema: FeatureSchema, chunk: pd.DataFrame) -> _Validated:
     """The chunk's accepted rows as model input, by column (`FeatureSchema.validate_table`)."""
     if not hasattr(schema, "validate_table"):  # TEMPORARY until seam 2 is merged
@@ -365,7 +390,7 @@ def validate_chunk(schema: FeatureSchema, chunk: pd.DataFrame) -> _Validated:
                           rejects_of([p.row for p in rows.problems],
                                      [p.field for p in rows.problems],
                                      [p.problem for p in rows.problems]))
-    validated = schema.validate_table(chunk)
+    validated = schema.validate_table(nulls_as_none(chunk))
     problems = validated.problems
     return _Validated(validated.frame, np.asarray(validated.indices, dtype=np.int64),
                       rejects_of([p.row for p in problems], [p.field for p in problems],

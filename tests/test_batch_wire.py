@@ -125,3 +125,16 @@ def test_a_chunk_goes_with_its_types_and_mixed_json_columns_as_text(kind: str) -
     assert table.column("mass").type == pa.float64()
     assert table.column("mass").to_pylist()[1] is None  # NaN travels as null
     assert pa.types.is_timestamp(table.column("when").type)
+
+
+@pytest.mark.parametrize("kind", [ARROW_STREAM, "application/json"])
+def test_an_answer_from_another_model_is_refused_before_its_columns(kind: str) -> None:
+    if kind == ARROW_STREAM:  # another model's table need not have this run's columns
+        answer = response(pa.table({"prediction": [1.5], "error": pa.array([None], pa.string())}),
+                          ARROW_STREAM, "tiny-mass:new")
+    else:
+        answer = httpx.Response(200, json={"predictions": [1.5], "probabilities": None,
+                                           "errors": [], "model": {"tag": "tiny-mass:new"}})
+    with pytest.raises(BatchError) as caught:
+        read_answer(answer, 1, CLASSES, model="tiny:abc")
+    assert "tiny-mass:new" in str(caught.value) and "--restart" in str(caught.value)
