@@ -346,7 +346,9 @@ class RemoteScorer:
                     body = await asyncio.to_thread(encode_table, table, body_type)
                     continue
                 if status not in RETRY_STATUSES:
-                    raise BatchError(f"{where} answered {status}: {response.text[:300]}")
+                    hint = ("; send fewer rows per request (--chunk-rows)"
+                            if status == 413 else "")
+                    raise BatchError(f"{where} answered {status}: {response.text[:300]}{hint}")
                 problem = f"HTTP {status}"
                 retry_after = response.headers.get("retry-after", "")
                 if retry_after.isdigit():

@@ -139,3 +139,15 @@ def test_an_interrupted_local_run_resumes_without_rescoring(
     assert main([str(tmp_path / "in.parquet"), str(whole), "--local",
                  tiny_models.multiclass.tag, "--id-column", "penguin_id", "--quiet"]) == 0
     pd.testing.assert_frame_equal(scored, pd.read_parquet(whole))
+
+
+def test_chunks_larger_than_the_service_takes_stop_the_run_with_a_hint(
+    multiclass_server: BentoServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    penguin_file(tmp_path / "in.parquet", 1500)  # the server takes 1,000 rows a request
+    code = main([str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), "--url",
+                 multiclass_server.url, "--chunk-rows", "1500", "--quiet"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "413" in error and "--chunk-rows" in error
+    assert not (tmp_path / "out.parquet").exists()
