@@ -4,9 +4,11 @@
         --id-column customer_id
 
 Reads CSV, Parquet or JSON Lines in chunks (bounded memory), sends chunks concurrently
-through BentoML's HTTP client (round-robin over every `--url`), and writes a `prediction`
+through BentoML's HTTP client (round-robin over every `--url`), each as one Arrow table
+body answered by one table (the wire: `agbento.batch_scoring`), and writes a `prediction`
 column (and `proba_<class>` columns for classification) next to the id column, in input
-order, as CSV or Parquet by the output's extension.
+order, as CSV or Parquet by the output's extension. `--local MODEL_TAG` scores in-process
+instead: each chunk validated by column and the model's arrays written as they come.
 
 Nothing is lost and nothing is scored twice: each finished chunk is written atomically to
 `OUTPUT.parts/`, so an interrupted run resumes where it stopped; the output file appears
@@ -43,6 +45,7 @@ from agbento.batch_scoring import (
     RemoteScorer,
     Stats,
     check_model,
+    validate_chunk,
 )
 from agbento.schema import is_classification, json_value
 
@@ -396,14 +399,13 @@ def dry_run(options: BatchOptions, info: dict[str, Any]) -> int:
 
     schema = FeatureSchema.from_dict(info["schema"])
     problems = rows = 0
-    examples = []
+    examples: list[dict[str, Any]] = []
     for chunk in read_chunks(options.input, options.rows_per_chunk):
-        result = schema.validate_rows(records(chunk))
-        problems += len(result.problems)
-        examples += [
-            {"row": rows + p.row, "field": p.field, "problem": p.problem}
-            for p in result.problems[: max(0, 5 - len(examples))]
-        ]
+        found = validate_chunk(schema, chunk).rejects
+        problems += len(found)
+        for row, where, problem in found.head(max(0, 5 - len(examples))).itertuples(
+                index=False):
+            examples.append({"row": rows + int(row), "field": where, "problem": problem})
         rows += len(chunk)
     print(json.dumps({"rows": rows, "problems": problems, "first_problems": examples}))
     return EXIT_REJECTED if problems else EXIT_OK
