@@ -449,29 +449,38 @@ class LocalScorer:
     def _predict(self, frame: pd.DataFrame
                  ) -> tuple[pd.Series, pd.DataFrame | None, list[tuple[int, str]]]:
         """Labels and probabilities of the rows the model scores, and the (position, error
-        type) of those it cannot: a failing chunk is scored row by row, like the service."""
+        type) of those it cannot, found by halving a failing chunk (a chunk is large)."""
         if frame.empty:
             return pd.Series([], dtype=object), None, []
         try:
             labels, proba = self.runtime.predict_frame(frame)
             return labels, proba, []
-        except Exception:  # noqa: BLE001 - isolate the rows the model rejects
-            pass
-        kept, failed = [], []
-        for position in range(len(frame)):
-            try:
-                self.runtime.predict_frame(frame.iloc[[position]])
-                kept.append(position)
-            except Exception as exc:  # noqa: BLE001 - the row's own failure, reported
-                failed.append((position, type(exc).__name__))
-        if not kept:
+        except Exception as exc:  # noqa: BLE001 - isolate the rows the model rejects
+            whole = exc
+        failed = self._failing_rows(frame, 0, len(frame))
+        if not failed:  # fails as a whole but in no part: nothing to isolate
+            raise BatchError(f"the model fails on a chunk ({whole!r})") from None
+        if len(failed) == len(frame):
             try:
                 self.runtime.warm_up()
             except Exception as exc:  # noqa: BLE001 - the model itself is broken
                 raise BatchError(f"the model fails on its own example rows ({exc!r})") from None
             return pd.Series([], dtype=object), None, failed
+        kept = np.delete(np.arange(len(frame)), [position for position, _ in failed])
         labels, proba = self.runtime.predict_frame(frame.iloc[kept].reset_index(drop=True))
         return labels, proba, failed
+
+    def _failing_rows(self, frame: pd.DataFrame, start: int, stop: int
+                      ) -> list[tuple[int, str]]:
+        try:
+            self.runtime.predict_frame(frame.iloc[start:stop])
+            return []
+        except Exception as exc:  # noqa: BLE001 - the row's own failure, reported
+            if stop - start == 1:
+                return [(start, type(exc).__name__)]
+        middle = (start + stop) // 2
+        return (self._failing_rows(frame, start, middle)
+                + self._failing_rows(frame, middle, stop))
 
     def _place(self, labels: pd.Series, proba: pd.DataFrame | None, indices: np.ndarray,
                rows: int) -> pd.DataFrame:
