@@ -263,6 +263,15 @@ class Parts:
             write_atomically(rejects, self.path(index, "rejects"))
         write_atomically(out, self.path(index, "out"))  # last: marks the chunk done
 
+    def schema(self, count: int) -> pa.Schema:
+        """The output's columns, typed by every part: a chunk whose rows were all refused
+        has null-typed answers, which another chunk's labels or numbers type."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pa.unify_schemas([pq.read_schema(self.path(i, "out")) for i in range(count)],
+                                promote_options="permissive")
+
     def assemble(self, output: Path, count: int, empty: pa.Table) -> int:
         """Parts -> OUTPUT (and OUTPUT.rejects.csv) in order, atomically; rejects count.
 
@@ -286,7 +295,7 @@ class Parts:
 
                     table = pq.read_table(self.path(index, "out"))  # no pandas on the way
                     if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
+                        writer = pq.ParquetWriter(tmp, self.schema(count))
                     writer.write_table(table.cast(writer.schema))
         if writer is not None:
             writer.close()

@@ -153,3 +153,18 @@ def test_chunks_larger_than_the_service_takes_stop_the_run_with_a_hint(
     error = capsys.readouterr().err
     assert "413" in error and "--chunk-rows" in error
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_first_chunk_of_refused_rows_does_not_type_the_output(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    frame = penguin_file(tmp_path / "clean.parquet", 30, seed=7).astype({"year": object})
+    frame.loc[:9, "year"] = "someday"  # every row of the first chunk
+    frame.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    out = tmp_path / "out.parquet"
+    assert main([str(tmp_path / "in.jsonl"), str(out), "--local", tiny_models.multiclass.tag,
+                 "--chunk-rows", "10", "--quiet"]) == 3
+    scored = pd.read_parquet(out)
+    assert scored["prediction"].isna().tolist() == [i < 10 for i in range(30)]
+    assert set(scored["prediction"][10:]) <= {"Adelie", "Chinstrap", "Gentoo"}
+    assert scored[PROBAS].dtypes.tolist() == [np.float64] * 3
