@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
@@ -443,8 +443,27 @@ class ValidatedTable:
     def __len__(self) -> int:
         return len(self.indices)
 
+    @property
+    def rows(self) -> FrameRows:
+        """The accepted rows as value lists, built only if someone iterates (the sampled
+        prediction log does, rarely)."""
+        return FrameRows(self.frame)
+
     def drift(self) -> dict[str, dict[str, int]]:
         return {"unseen_categories": self.unseen_categories, "out_of_range": self.out_of_range}
+
+
+class FrameRows:
+    """A frame's rows as value lists, on demand."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        return (list(row) for row in self.frame.itertuples(index=False, name=None))
 
 
 @dataclass
