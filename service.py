@@ -221,7 +221,7 @@ class AgBento:
         else:
             response = json_response(body, 200, request_id) if media is None else Response(
                 body, 200, media_type=media,
-                headers={REQUEST_ID_HEADER: request_id, MODEL_HEADER: self.contract.reference})
+                headers={REQUEST_ID_HEADER: request_id, MODEL_HEADER: self.card.tag})
         ctx.response.status_code = response.status_code
         return response
 
