@@ -53,7 +53,11 @@ def encode_frame(frame: pd.DataFrame) -> str:
     the hop in C, and the model side needs no `to_frame`."""
     import pyarrow as pa
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # typed by dtype, not inferred cell by cell: float64, timestamps, else text
+    arrays = [pa.array(frame[name].to_numpy(), from_pandas=True,
+                       type=None if frame[name].dtype != object else pa.string())
+              for name in frame.columns]
+    table = pa.Table.from_arrays(arrays, names=[str(name) for name in frame.columns])
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
