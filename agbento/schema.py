@@ -359,7 +359,7 @@ class FeatureSchema:
         result = ValidatedTable(frame=pd.DataFrame(), indices=np.arange(0), total=n)
         refused = np.zeros(n, dtype=bool)
         order: list[tuple[int, int, RowProblem]] = []
-        values: dict[str, pd.Series] = {}
+        values: dict[str, np.ndarray] = {}
         for position, feature in enumerate(self.features):
             checked = _check_column(feature, columns.get(feature.name), n)
             values[feature.name] = checked.values
@@ -386,10 +386,9 @@ class FeatureSchema:
         result.problems = [problem for _, _, problem in order]
         result.ignored_fields = sorted(ignored)
         result.indices = np.flatnonzero(~refused).astype(np.int64)
-        frame = pd.DataFrame(values)
         if refused.any():
-            frame = frame.iloc[result.indices].reset_index(drop=True)
-        result.frame = frame
+            values = {name: column[result.indices] for name, column in values.items()}
+        result.frame = pd.DataFrame(values, index=pd.RangeIndex(len(result.indices)), copy=False)
         return result
 
     def to_frame(self, rows: pd.DataFrame | Sequence[Sequence[Any]]) -> pd.DataFrame:
@@ -470,16 +469,16 @@ class FrameRows:
 class _Column:
     """One feature checked over every row: the frame's column and the refused cells."""
 
-    values: pd.Series  # the frame's values for every row (refused cells are null)
+    values: np.ndarray  # the frame's values for every row (refused cells: anything)
     bad: dict[int, str]  # row -> problem
     accepted: np.ndarray  # bool: a value (not null) that passed
 
 
-def _object_cells(column: pd.Series) -> np.ndarray:
+def _object_cells(column: pd.Series, nulls: np.ndarray) -> np.ndarray:
     if column.dtype == object:
         return column.to_numpy()
     cells = column.astype(object).to_numpy()
-    cells[column.isna().to_numpy()] = None  # NaN, NaT, pd.NA: null, as json_value reads them
+    cells[nulls] = None  # NaN, NaT, pd.NA: null, as json_value reads them
     return cells
 
 
@@ -506,32 +505,37 @@ def _check_column(feature: Feature, column: pd.Series | None, n: int) -> _Column
     """`_check_value` over a whole column: masks find the cells that need a closer look."""
     bad: dict[int, str] = {}
     if column is None:
-        missing = np.ones(n, dtype=bool)
-        cells = np.full(n, None, dtype=object)
-        nulls = np.zeros(n, dtype=bool)
+        empty = np.ones(n, dtype=bool)
+        missing, nulls = empty, np.zeros(n, dtype=bool)
+        odd = nulls
+        raw = cells = np.full(n, None, dtype=object)
+        typed = False
     else:
+        raw = column.to_numpy()
         typed = column.dtype.kind in "biufmM"
-        cells = _object_cells(column)
+        nulls = pd.isna(raw)
+        cells = _object_cells(column, nulls)
         missing = np.zeros(n, dtype=bool) if typed else cells == MISSING
-        nulls = column.isna().to_numpy() & ~missing
-        if not typed and nulls.any():
+        if not typed and (nulls.any() or missing.any()):
+            nulls &= ~missing
             # only None is null to _check_value (a float NaN in a JSON row is a number)
             odd = nulls & ~np.equal(cells, None).astype(bool)
             nulls &= ~odd
         else:
             odd = np.zeros(n, dtype=bool)
-    empty = missing | nulls
+        empty = missing | nulls
     if not feature.nullable:
         for row in np.flatnonzero(missing):
             bad[int(row)] = "missing required feature"
         for row in np.flatnonzero(nulls):
             bad[int(row)] = "null is not allowed: this feature had no missing values in training"
     given = ~empty
+    kind = feature.kind
+    numbers = np.full(n, np.nan) if kind in ("numeric", "boolean") else None
     out = np.full(n, None, dtype=object)
     if column is None or not given.any():
-        return _Column(_frame_column(feature, out), bad, np.zeros(n, dtype=bool))
+        return _Column(_frame_column(feature, out, numbers), bad, np.zeros(n, dtype=bool))
     suspect = odd.copy()
-    kind = feature.kind
     dtype = column.dtype
     # numpy-typed columns (Arrow, CSV, Parquet) need no look at the cells' Python types
     inferred = None if typed else pd.api.types.infer_dtype(cells[given & ~odd], skipna=False)
@@ -539,15 +543,15 @@ def _check_column(feature: Feature, column: pd.Series | None, n: int) -> _Column
         suspect |= _long_strings(cells, given)
     fast = given & ~suspect
     if kind == "numeric":
-        numbers = np.full(n, np.nan)
+        assert numbers is not None
         if dtype.kind == "b" or inferred == "boolean":
             suspect |= fast
         elif dtype.kind in "iuf":
-            numbers[fast] = column.to_numpy()[fast].astype(np.float64)
+            numbers[fast] = raw[fast].astype(np.float64)
         elif inferred in _NUMBERS or inferred == "string":
             picked = cells[fast]
             if inferred == "string":  # pandas finds the text that does not parse ...
-                parses = pd.to_numeric(pd.Series(picked), errors="coerce").notna().to_numpy()
+                parses = pd.notna(pd.to_numeric(picked, errors="coerce"))
                 suspect[np.flatnonzero(fast)[~parses]] = True
                 fast &= ~suspect
                 picked = cells[fast]
@@ -559,8 +563,6 @@ def _check_column(feature: Feature, column: pd.Series | None, n: int) -> _Column
             suspect |= fast
         fast &= ~suspect
         suspect |= fast & ~np.isfinite(numbers)
-        fast &= ~suspect
-        out[fast] = numbers[fast]
     elif kind in ("categorical", "text"):
         if inferred == "string":
             out[fast] = cells[fast]
@@ -569,20 +571,21 @@ def _check_column(feature: Feature, column: pd.Series | None, n: int) -> _Column
         else:
             suspect |= fast
     elif kind == "boolean":
+        assert numbers is not None
         if dtype.kind == "b" or inferred == "boolean":
-            out[fast] = [bool(v) for v in cells[fast]]
+            numbers[fast] = cells[fast].astype(np.float64)
         elif inferred == "string":
             text = pd.Series(cells[fast]).str.strip().str.lower()
             truth = text.isin(_TRUE).to_numpy()
             falsity = text.isin(_FALSE).to_numpy()
             rows = np.flatnonzero(fast)
             suspect[rows[~(truth | falsity)]] = True
-            out[rows[truth]] = True
-            out[rows[falsity]] = False
+            numbers[rows[truth]] = 1.0
+            numbers[rows[falsity]] = 0.0
         else:
             suspect |= fast
     elif kind == "datetime":
-        if dtype.kind == "M" or isinstance(dtype, pd.DatetimeTZDtype):
+        if dtype.kind == "M":
             out[fast] = cells[fast]
         elif inferred == "string":
             parsed = pd.to_datetime(pd.Series(cells[fast]), errors="coerce", format="mixed",
@@ -595,24 +598,28 @@ def _check_column(feature: Feature, column: pd.Series | None, n: int) -> _Column
             suspect |= fast
     else:
         raise AssertionError(f"unknown feature kind {kind}")
-    _scalar(feature, cells, np.flatnonzero(suspect), out, bad)
+    rows = np.flatnonzero(suspect)
+    if len(rows):
+        _scalar(feature, cells, rows, out, bad)
+        if numbers is not None:  # the numbers the exact check accepted
+            for row in rows:
+                if int(row) not in bad:
+                    numbers[row] = float(out[row])
     accepted = given.copy()
-    accepted[list(bad)] = False
-    return _Column(_frame_column(feature, out), bad, accepted)
+    if bad:
+        accepted[list(bad)] = False
+    return _Column(_frame_column(feature, out, numbers), bad, accepted)
 
 
-def _frame_column(feature: Feature, values: np.ndarray) -> pd.Series:
+def _frame_column(feature: Feature, values: np.ndarray,
+                  numbers: np.ndarray | None) -> np.ndarray:
     """`to_frame`'s conversion of one feature's canonical values (None where empty)."""
-    column = pd.Series(values, dtype=object)
-    if feature.kind == "numeric":
-        return pd.Series(column.to_numpy(dtype=np.float64, na_value=np.nan))
-    if feature.kind == "boolean":
-        return pd.Series(column.map({True: 1.0, False: 0.0}).to_numpy(dtype=np.float64,
-                                                                       na_value=np.nan))
+    if numbers is not None:  # numeric and boolean: float64, NaN where empty
+        return numbers
     if feature.kind == "datetime":
-        parsed = _parse_datetimes(column)
-        return parsed.astype("datetime64[ns]") if parsed.dtype != "datetime64[ns]" else parsed
-    return _as_text(column)
+        parsed = _parse_datetimes(pd.Series(values, dtype=object))
+        return parsed.to_numpy(dtype="datetime64[ns]")
+    return values  # text: str or None, as _as_text makes it
 
 
 def _drift(feature: Feature, column: _Column, result: ValidatedTable) -> None:
@@ -623,19 +630,20 @@ def _drift(feature: Feature, column: _Column, result: ValidatedTable) -> None:
         result.missing[feature.name] = missing
     if not count:
         return
-    values = column.values[accepted]
     if feature.kind == "numeric":
+        values = column.values[accepted]
         low, high = feature.minimum, feature.maximum
         outside = np.zeros(count, dtype=bool)
         if low is not None:
-            outside |= values.to_numpy() < low
+            outside |= values < low
         if high is not None:
-            outside |= values.to_numpy() > high
+            outside |= values > high
         if outside.any():
             result.out_of_range[feature.name] = int(outside.sum())
     elif (feature.kind == "categorical" and feature.categories is not None
           and not feature.categories_truncated):
-        unseen = int((~values.isin(feature.categories)).sum())
+        seen = frozenset(feature.categories)
+        unseen = sum(1 for v in column.values[accepted] if v not in seen)
         if unseen:
             result.unseen_categories[feature.name] = unseen
 
