@@ -295,3 +295,38 @@ def test_the_middleware_answers_the_reported_attacks_4xx() -> None:
                                (JSON, hostile.json_number(50_000)),
                                (JSON, hostile.json_field_name(100_000))]:
         assert 400 <= call_middleware(content_type, body) < 500
+
+
+# -- orjson for large bodies: the same document as json with the hooks, or json decides ------
+
+json_cells = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-10**25, max_value=10**25),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6),
+    st.sampled_from(['a"b', "10:00", "k" * 300, "\\", "\ud800"]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(),
+                                                          max_size=2),
+)
+json_rows = st.lists(st.dictionaries(st.sampled_from(["year", "island", "k" * 300, "a:b"]),
+                                     json_cells, max_size=4), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=json_rows, duplicate=st.booleans(), filler=st.integers(0, 5_000))
+def test_fast_json_parse_is_json_or_declines(rows: list[dict[str, Any]], duplicate: bool,
+                                             filler: int) -> None:
+    from agbento.intake import _NOT_FAST, _BoundedJson, _parse_fast
+
+    text = json.dumps({"data": rows, "on_error": "skip" + " " * filler})
+    if duplicate and rows and rows[0]:
+        text = text.replace('{"data": [{', '{"data": [{"year": 1, ', 1)
+    raw = text.encode()
+    try:
+        expected: Any = json.loads(raw, object_pairs_hook=_BoundedJson(BOUNDS).object)
+    except ApiError:
+        expected = None
+    fast = _parse_fast(raw, BOUNDS)
+    if fast is not _NOT_FAST:
+        assert expected is not None
+        assert fast == expected
+        assert [[type(v) for v in r.values()] for r in fast["data"]] == [
+            [type(v) for v in r.values()] for r in expected["data"]]
