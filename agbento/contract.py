@@ -175,13 +175,14 @@ def render_table(placed: PlacedAnswer, total: int, classes: Sequence[Any] | None
                  media: str) -> bytes:
     """The answer as one table, a row per request row in order: `prediction`, a float64
     `proba_<class>` per class (classifiers), then `error` (null for a scored row)."""
+    import orjson
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    predictions = json.loads(placed.predictions)
+    predictions = orjson.loads(placed.predictions)
     columns: dict[str, Any] = {"prediction": pa.array(predictions)}
     if classes is not None:
-        probabilities = json.loads(placed.probabilities) or [None] * total
+        probabilities = orjson.loads(placed.probabilities) or [None] * total
         for cls in classes:
             key = str(cls)
             columns[f"proba_{cls}"] = pa.array(

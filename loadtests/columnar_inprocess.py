@@ -1,10 +1,14 @@
 """In-process timings of the row path and the columnar path (no HTTP): where a request's
 CPU goes between its body and the model's answer, at a few request sizes.
 
-    .venv/bin/python loadtests/columnar_inprocess.py --model agbento-demo:latest --sizes 1 1000 10000
+    .venv/bin/python loadtests/columnar_inprocess.py --model agbento-demo:latest \
+        --sizes 1 1000 10000
 
 Stages (median ms of several runs; noisy on a shared machine):
 - predictor: predict_proba on the ready frame (the model alone);
+- model side, rows / model side, columns: bench.py's "full scoring path" (the model
+  service's work for one request): score_requests on value lists (decode, to_frame, predict,
+  JSON fragments) against score_requests on an Arrow IPC frame (decode, predict, fragments);
 - rows: JSON records -> validate_rows -> encode_rows -> score_requests (decode, to_frame,
   predict, JSON fragments): today's path on both sides of the hop;
 - columns: JSON records -> table_from_records -> validate_table -> encode_frame (Arrow IPC)
@@ -34,13 +38,16 @@ from agbento.store import ModelCard
 from agbento.training import demo_table
 
 
-def median_ms(work: Callable[[], Any], repeats: int) -> float:
-    times = []
+def interleaved_ms(stages: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median ms of each stage, the stages taken in turn on every round, so a busy moment
+    of the (shared) machine hits them all alike."""
+    times: dict[str, list[float]] = {name: [] for name in stages}
     for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000, 3)
+        for name, work in stages.items():
+            start = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - start)
+    return {name: round(statistics.median(t) * 1000, 3) for name, t in times.items()}
 
 
 def main() -> None:
@@ -67,7 +74,7 @@ def main() -> None:
         sample.to_parquet(parquet, index=False)
         raw = parquet.getvalue()
         frame = schema.to_frame(schema.validate_rows(records).rows)
-        repeats = max(5, min(50, 20_000 // size))
+        repeats = max(15, min(100, 50_000 // size))
 
         def rows_path(records: list[dict[str, Any]] = records) -> None:
             runtime.score_requests([encode_rows(schema.validate_rows(records).rows)])
@@ -91,20 +98,43 @@ def main() -> None:
             checked = RequestTable(table, len(table), present=set(table.columns)).validate(schema)
             runtime.score_requests([encode_frame(checked.frame)])
 
+        values = schema.validate_rows(records).rows
+        encoded_rows, encoded_frame = encode_rows(values), encode_frame(frame)
+
+        def predictor(frame: pd.DataFrame = frame) -> None:
+            runtime.predictor.predict_proba(frame)
+
+        def validate_rows(records: list[dict[str, Any]] = records) -> None:
+            schema.validate_rows(records)
+
+        def validate_columns(records: list[dict[str, Any]] = records) -> None:
+            table_from_records(records).validate(schema)
+
+        def model_side_rows(encoded: str = encoded_rows) -> None:
+            runtime.score_requests([encoded])
+
+        def model_side_columns(encoded: str = encoded_frame) -> None:
+            runtime.score_requests([encoded])
+
         stages = {
-            "predictor": lambda: runtime.predictor.predict_proba(frame),
+            "predictor": predictor,
+            "model side, rows": model_side_rows,
+            "model side, columns": model_side_columns,
             "rows": rows_path,
             "columns": columns_path,
             "columns, values hop": columns_values_hop,
             "parquet rows": parquet_rows,
             "parquet columns": parquet_columns,
-            "validate_rows": lambda: schema.validate_rows(records),
-            "validate columns": lambda: table_from_records(records).validate(schema),
+            "validate_rows": validate_rows,
+            "validate columns": validate_columns,
         }
-        timings = {name: median_ms(work, repeats) for name, work in stages.items()}
+        for work in stages.values():  # warm
+            work()
+        timings = interleaved_ms(stages, repeats)
         model = timings["predictor"]
-        print(f"{size:>6} rows: " + ", ".join(
-            f"{name} {ms:.2f} ms ({ms / model:.2f}x)" for name, ms in timings.items()))
+        print(f"{size:>6} rows:")
+        for name, ms in timings.items():
+            print(f"    {name:22} {ms:9.2f} ms  {ms / model:5.2f}x the model")
 
 
 if __name__ == "__main__":
