@@ -27,6 +27,7 @@ from tests import hostile
 JSON = "application/json"
 CSV = "text/csv"
 PARQUET = hostile.PARQUET
+ARROW = hostile.ARROW
 MAX_ROWS = 50
 MAX_BODY_BYTES = 200_000
 
@@ -109,6 +110,20 @@ def test_number_literals_up_to_the_bound_parse() -> None:
         (PARQUET, hostile.parquet_bytes(pa.table({"island": ["x" * 500_000]})), 413,
          "decoded_too_large"),
         (PARQUET, b"PAR1" + b"\0" * 100 + b"PAR1", 400, "invalid_parquet"),
+        (ARROW, hostile.arrow_of_rows(MAX_ROWS + 1), 413, "too_many_rows"),
+        (ARROW, hostile.arrow_bytes(pa.table({f"c{i}": [0] for i in range(1_001)})), 413,
+         "too_many_columns"),
+        (ARROW, hostile.arrow_bytes(pa.table({"k" * 300: [1]})), 400, "field_name_too_long"),
+        (ARROW, hostile.arrow_of_long_strings(MAX_ROWS, 100_000), 413, "decoded_too_large"),
+        (ARROW, hostile.arrow_of_compressed_zeros(10), 400, "invalid_arrow"),
+        (ARROW, hostile.arrow_bytes(pa.table({"year": pa.array([[1, 2]])})), 400,
+         "invalid_arrow"),
+        (ARROW, hostile.arrow_bytes(pa.Table.from_arrays([pa.array([1]), pa.array([2])],
+                                                         names=["year", "year"])),
+         400, "invalid_arrow"),
+        (ARROW, b"\xff\xff\xff\xff" + b"\0" * 100, 400, "invalid_arrow"),
+        (ARROW, hostile.arrow_bytes(pa.table({"year": pa.array([], pa.int64())})), 400,
+         "empty_data"),
         (PARQUET, hostile.parquet_bytes(pa.Table.from_arrays([pa.array([1]), pa.array([2])],
                                                              names=["year", "year"])),
          400, "invalid_parquet"),
