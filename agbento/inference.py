@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -314,11 +315,13 @@ class TabularRuntime:
         )
 
 
-def log_rejected_rows(scored: ScoredRequest | None, indices: list[int], request_id: str) -> None:
+def log_rejected_rows(scored: ScoredRequest | None, indices: Sequence[int],
+                      request_id: str) -> None:
     """The model's messages for rows it could not score, with the request id (API side)."""
     if scored is None or not scored.failed:
         return
-    rows = [{"row": indices[f["row"]], "problem": f.get("problem"), "message": f.get("message")}
+    rows = [{"row": int(indices[f["row"]]), "problem": f.get("problem"),
+             "message": f.get("message")}
             for f in scored.failed[:MAX_LOGGED_ROW_ERRORS]]
     logger.warning("model rejected rows", extra={"fields": {
         "request_id": request_id, "failed_rows": len(scored.failed), "rows": rows}})

@@ -124,3 +124,37 @@ def test_a_column_not_present_is_missing() -> None:
     checked = SCHEMA.validate_table(frame, present={"x", "strict flag"})
     assert [(p.field, p.problem) for p in checked.problems] == [
         ("colour", "missing required feature")]
+
+
+def test_answer_media_keeps_json_the_default() -> None:
+    from agbento.contract import ARROW_STREAM, PARQUET, answer_media
+
+    assert answer_media(None) is None
+    assert answer_media("*/*") is None
+    assert answer_media("application/json, application/vnd.apache.parquet") is None
+    assert answer_media("application/vnd.apache.parquet") == PARQUET
+    assert answer_media(f"{ARROW_STREAM};q=0.9, application/json;q=0.5") == ARROW_STREAM
+
+
+def test_table_answer_columns_and_errors() -> None:
+    import pyarrow as pa
+
+    from agbento.contract import ARROW_STREAM, PlacedAnswer, render_table
+
+    placed = PlacedAnswer('["yes",null,"no"]',
+                          '[{"no":0.25,"yes":0.75},null,{"no":0.5,"yes":0.5}]',
+                          [{"row": 1, "field": "x", "problem": "missing required feature"},
+                           {"row": 1, "field": None, "problem": "the model could not score"}])
+    table = pa.ipc.open_stream(render_table(placed, 3, ("no", "yes"), ARROW_STREAM)).read_all()
+    assert table.column_names == ["prediction", "proba_no", "proba_yes", "error"]
+    assert table.column("proba_yes").type == pa.float64()
+    assert table.to_pylist() == [
+        {"prediction": "yes", "proba_no": 0.25, "proba_yes": 0.75, "error": None},
+        {"prediction": None, "proba_no": None, "proba_yes": None,
+         "error": "x: missing required feature; the model could not score"},
+        {"prediction": "no", "proba_no": 0.5, "proba_yes": 0.5, "error": None},
+    ]
+    regression = PlacedAnswer("[1.5,2.5]", "null", [])
+    table = pa.ipc.open_stream(render_table(regression, 2, None, ARROW_STREAM)).read_all()
+    assert table.to_pylist() == [{"prediction": 1.5, "error": None},
+                                 {"prediction": 2.5, "error": None}]
