@@ -345,3 +345,39 @@ def test_fast_json_parse_is_json_or_declines(rows: list[dict[str, Any]], duplica
         assert fast == expected
         assert [[type(v) for v in r.values()] for r in fast["data"]] == [
             [type(v) for v in r.values()] for r in expected["data"]]
+
+
+csv_cells = st.one_of(st.sampled_from(["", "NA", "null", "Dream", "2008", " 1 ", '"q"', "a,b",
+                                       "two\nlines", "x\r\ny", "\ufeff", "é"]),
+                      st.text(alphabet='ab,"\n\r 1', max_size=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.lists(st.sampled_from(["island", "year", "", "sex", "a b"]), min_size=1,
+                       max_size=4),
+       cells=st.lists(st.lists(csv_cells, min_size=0, max_size=5), max_size=6),
+       raw_text=st.booleans())
+def test_csv_columns_read_as_the_streaming_reader(header: list[str], cells: list[list[str]],
+                                                  raw_text: bool) -> None:
+    """The C reader (pyarrow) either declines or reads what the csv module reads."""
+    import csv as csv_module
+
+    from agbento.columns import RequestTable, read_csv_columns
+    from agbento.intake import records_from_csv
+
+    out = io.StringIO()
+    if raw_text:  # unquoted, as many files are
+        out.write(",".join(header) + "\n" + "\n".join(",".join(r) for r in cells) + "\n")
+    else:
+        writer = csv_module.writer(out)
+        writer.writerow(header)
+        writer.writerows(cells)
+    raw = out.getvalue().encode()
+    try:
+        expected: Any = records_from_csv(raw, BOUNDS)
+    except ApiError as error:
+        expected = error.code
+    columns = read_csv_columns(raw, BOUNDS)
+    if columns is None:
+        return
+    assert RequestTable(columns, len(columns)).records() == expected
