@@ -140,9 +140,10 @@ class ValidatedRows:
 def json_value(value: Any) -> Any:
     """A cell (numpy, pandas, Arrow, a file's) as a plain JSON value.
 
-    NaN and NA become null; infinities become text, which the schema rejects by row and field.
+    NaN, NaT and NA become null; infinities become text, which the schema rejects by row and
+    field.
     """
-    if value is None:
+    if value is None or value is pd.NaT:
         return None
     if hasattr(value, "item") and not isinstance(value, (list, dict)):
         try:

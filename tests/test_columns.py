@@ -158,3 +158,26 @@ def test_table_answer_columns_and_errors() -> None:
     table = pa.ipc.open_stream(render_table(regression, 2, None, ARROW_STREAM)).read_all()
     assert table.to_pylist() == [{"prediction": 1.5, "error": None},
                                  {"prediction": 2.5, "error": None}]
+
+
+def test_pandas_extension_dtypes_agree_with_their_json_rows() -> None:
+    """What `batch --local` may hand over: nullable, categorical and string dtypes."""
+    from agbento.schema import json_records
+
+    frame = pd.DataFrame({
+        "x": pd.array([1, None, 3], dtype="Int64"),
+        "y": pd.array([1.5, None, 2.0], dtype="Float64"),
+        "colour": pd.Categorical(["red", None, "green"]),
+        "shop": pd.array(["a", None, "z"], dtype="string"),
+        "flag": pd.array([True, None, False], dtype="boolean"),
+        "strict flag": [True, False, True],
+        "when": pd.to_datetime(["2024-01-01", None, "2024-01-03"]).tz_localize("UTC"),
+        "note": ["n", None, "m"],
+    })
+    by_row = SCHEMA.validate_rows(json_records(frame))
+    by_column = SCHEMA.validate_table(frame)
+    assert [p.to_dict() for p in by_column.problems] == [p.to_dict() for p in by_row.problems]
+    assert list(by_column.indices) == by_row.indices == [0, 2]
+    assert by_column.missing == by_row.missing
+    assert by_column.unseen_categories == by_row.unseen_categories == {"colour": 1}
+    pd.testing.assert_frame_equal(by_column.frame, SCHEMA.to_frame(by_row.rows))
