@@ -357,7 +357,8 @@ class FeatureSchema:
         n = len(table)
         columns = {str(c): table[c] for c in table.columns
                    if present is None or str(c) in present}
-        result = ValidatedTable(frame=pd.DataFrame(), indices=np.arange(0), total=n)
+        result = ValidatedTable(frame=pd.DataFrame(), indices=np.arange(0), total=n,
+                                features=self.features)
         refused = np.zeros(n, dtype=bool)
         order: list[tuple[int, int, RowProblem]] = []
         values: dict[str, np.ndarray] = {}
@@ -435,6 +436,7 @@ class ValidatedTable:
     out_of_range: dict[str, int] = field(default_factory=dict)
     missing: dict[str, int] = field(default_factory=dict)
     total: int = 0  # the request's rows, accepted or not
+    features: tuple[Feature, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -447,23 +449,28 @@ class ValidatedTable:
     def rows(self) -> FrameRows:
         """The accepted rows as value lists, built only if someone iterates (the sampled
         prediction log does, rarely)."""
-        return FrameRows(self.frame)
+        return FrameRows(self.frame, self.features)
 
     def drift(self) -> dict[str, dict[str, int]]:
         return {"unseen_categories": self.unseen_categories, "out_of_range": self.out_of_range}
 
 
 class FrameRows:
-    """A frame's rows as value lists, on demand."""
+    """A model frame's rows as the row path's value lists (JSON values: booleans as booleans,
+    dates as ISO text, null as None), on demand."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    def __init__(self, frame: pd.DataFrame, features: Sequence[Feature]) -> None:
         self.frame = frame
+        self.booleans = [f.kind == "boolean" for f in features]
 
     def __len__(self) -> int:
         return len(self.frame)
 
     def __iter__(self) -> Iterator[list[Any]]:
-        return (list(row) for row in self.frame.itertuples(index=False, name=None))
+        for row in self.frame.itertuples(index=False, name=None):
+            values = [json_value(v) for v in row]
+            yield [bool(v) if flag and v is not None else v
+                   for v, flag in zip(values, self.booleans, strict=True)]
 
 
 @dataclass

@@ -64,6 +64,10 @@ def _same(rows: list[Any], extra_fields: Any) -> None:
     assert by_column.missing == by_row.missing
     assert by_column.unseen_categories == by_row.unseen_categories
     assert by_column.out_of_range == by_row.out_of_range
+    # the sampled prediction log's rows: the row path's values (dates as ISO text)
+    for mine, theirs in zip(by_column.rows, by_row.rows, strict=True):
+        assert [v for v, f in zip(mine, SCHEMA.features, strict=True) if f.kind != "datetime"] \
+            == [v for v, f in zip(theirs, SCHEMA.features, strict=True) if f.kind != "datetime"]
     expected = SCHEMA.to_frame(by_row.rows)
     pd.testing.assert_frame_equal(by_column.frame, expected, check_index_type=True)
     assert isinstance(by_column.frame.index, pd.RangeIndex)
