@@ -249,6 +249,9 @@ class AgBento:
         return rows, scored
 
 
+# The smallest request the cache does not answer (its keys are the row path's values).
+CACHED_ROWS_BOUND = settings.cache_max_rows + 1 if settings.cache_url != "off" else 1
+
 # Outermost first (BentoML keeps the order; its own layers sit outside all of ours):
 # answer any exception at once, log and time everything, refuse callers without the right
 # key, refuse excess load before reading bodies, then read and shape the bodies. Which
@@ -270,6 +273,6 @@ AgBento.add_asgi_middleware(
     max_cells=settings.max_cells,
     feature_names=card.schema.names,
     # requests the cache answers stay rows (its keys are the row path's values)
-    columnar_min_rows=max(settings.columnar_min_rows,
-                          settings.cache_max_rows + 1 if settings.cache_url != "off" else 0),
+    columnar_min_rows=max(settings.columnar_min_rows, CACHED_ROWS_BOUND),
+    file_columnar_min_rows=CACHED_ROWS_BOUND,
 )
