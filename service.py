@@ -274,6 +274,4 @@ AgBento.add_asgi_middleware(
     feature_names=card.schema.names,
     # requests the cache answers stay rows (its keys are the row path's values)
     columnar_min_rows=max(settings.columnar_min_rows, CACHED_ROWS_BOUND),
-    # files come decoded into columns: they stay columns from fewer rows on
-    file_columnar_min_rows=min(settings.columnar_min_rows, CACHED_ROWS_BOUND),
 )

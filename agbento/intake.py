@@ -479,14 +479,11 @@ class PredictionIntake:
         max_cells: int | None = None,
         feature_names: Iterable[str] = (),
         columnar_min_rows: int | None = None,
-        file_columnar_min_rows: int | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        # from this many rows on a request goes on as columns (None: never): JSON rows, and
-        # files already decoded into columns (measured: they gain from a single row on)
+        # from this many rows on a request goes on as columns (None: never)
         self.columnar_min_rows = columnar_min_rows
-        self.file_columnar_min_rows = file_columnar_min_rows
         self.bounds = TableBounds.for_service(
             max_rows, max_body_bytes, max_cells, list(feature_names)
         )
@@ -503,9 +500,8 @@ class PredictionIntake:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             on_error = query.get("on_error", [None])[-1]
             parsed = read_prediction_body(headers.get("content-type"), raw, self.bounds, on_error)
-            least = (self.file_columnar_min_rows if parsed.table is not None
-                     else self.columnar_min_rows)
-            columnar = least is not None and parsed.row_count >= least
+            columnar = (self.columnar_min_rows is not None
+                        and parsed.row_count >= self.columnar_min_rows)
             # columns skip BentoML's parse: it gets a stub body, the endpoint the table
             body = (json.dumps({"data": [], "on_error": parsed.on_error}).encode() if columnar
                     else parsed.to_json())
