@@ -26,10 +26,17 @@ from starlette.routing import Route
 
 from agbento.access import AccessGate
 from agbento.cache import CacheConfig, PredictionCache, open_backend
-from agbento.contract import AnswerShape, PredictionContract
+from agbento.columns import STATE_KEY, RequestTable
+from agbento.contract import AnswerShape, PredictionContract, answer_media, render_table
 from agbento.errors import ApiError, ErrorCode
 from agbento.guard import ErrorGuard, internal_error, report_internal_error
-from agbento.http import error_response, json_response, request_id_from
+from agbento.http import (
+    MODEL_HEADER,
+    REQUEST_ID_HEADER,
+    error_response,
+    json_response,
+    request_id_from,
+)
 from agbento.inference import ScoredRequest, TabularRuntime, log_rejected_rows
 from agbento.intake import PredictionIntake
 from agbento.metrics import MODEL_INFO, MODEL_READY, PredictionObserver, observe_inputs
@@ -38,7 +45,7 @@ from agbento.prediction_log import PredictionSampler
 from agbento.ratelimit import RateLimitConfig
 from agbento.request_log import RequestLog
 from agbento.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
-from agbento.schema import OnError, ValidatedRows
+from agbento.schema import OnError, ValidatedRows, ValidatedTable
 from agbento.scoring import CachedScorer, ModelServiceClient
 from agbento.shutdown import bound_after_sigterm
 from agbento.store import load_card
@@ -190,12 +197,21 @@ class AgBento:
         self, data: Any, ctx: bentoml.Context, on_error: OnError, shape: AnswerShape
     ) -> Response:
         request_id = request_id_from(ctx.request.headers)
-        ctx.request.state.rows = len(data) if isinstance(data, list) else 0
+        # a large request comes decoded into columns by the intake; `data` is then empty
+        table: RequestTable | None = getattr(ctx.request.state, STATE_KEY, None)
+        if table is not None and self.scoring.caches(table.total):
+            data, table = table.records(), None  # the cache keys the row path's values
+        total = table.total if table is not None else len(data) if isinstance(data, list) else 0
+        ctx.request.state.rows = total
+        media = answer_media(ctx.request.headers.get("accept"))
         try:
             self.contract.require_shape(shape)
-            rows, scored = await self._accept_and_score(data, on_error, request_id)
-            placed = self.contract.place(rows, len(data), scored, on_error)
-            body = self.contract.render(placed, rows, request_id, shape)
+            rows, scored = await self._accept_and_score(data, on_error, request_id, table)
+            placed = self.contract.place(rows, total, scored, on_error)
+            if media is None:
+                body = self.contract.render(placed, rows, request_id, shape)
+            else:
+                body = render_table(placed, total, self.contract.classes, media)
             self.observer.observe(rows.rows, scored)
         except ApiError as error:
             response = error_response(error, request_id)
@@ -203,7 +219,9 @@ class AgBento:
             report_internal_error(request_id, "POST", ctx.request.scope.get("path", "?"), exc)
             response = error_response(internal_error(), request_id)
         else:
-            response = json_response(body, 200, request_id)
+            response = json_response(body, 200, request_id) if media is None else Response(
+                body, 200, media_type=media,
+                headers={REQUEST_ID_HEADER: request_id, MODEL_HEADER: self.card.tag})
         ctx.response.status_code = response.status_code
         return response
 
@@ -218,14 +236,21 @@ class AgBento:
         return scored
 
     async def _accept_and_score(
-        self, data: Any, on_error: OnError, request_id: str
-    ) -> tuple[ValidatedRows, ScoredRequest | None]:
-        rows = self.contract.accept(data, on_error)
+        self, data: Any, on_error: OnError, request_id: str, table: RequestTable | None = None
+    ) -> tuple[ValidatedRows | ValidatedTable, ScoredRequest | None]:
+        if table is not None:
+            rows: ValidatedRows | ValidatedTable = self.contract.accept_table(table, on_error)
+        else:
+            rows = self.contract.accept(data, on_error)
         observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
-        scored = await self.scoring.score(rows.rows)
+        scored = await self.scoring.score(
+            rows.frame if isinstance(rows, ValidatedTable) else rows.rows)
         log_rejected_rows(scored, rows.indices, request_id)
         return rows, scored
 
+
+# The smallest request the cache does not answer (its keys are the row path's values).
+CACHED_ROWS_BOUND = settings.cache_max_rows + 1 if settings.cache_url != "off" else 1
 
 # Outermost first (BentoML keeps the order; its own layers sit outside all of ours):
 # answer any exception at once, log and time everything, refuse callers without the right
@@ -247,4 +272,6 @@ AgBento.add_asgi_middleware(
     max_rows=settings.max_rows,
     max_cells=settings.max_cells,
     feature_names=card.schema.names,
+    # requests the cache answers stay rows (its keys are the row path's values)
+    columnar_min_rows=max(settings.columnar_min_rows, CACHED_ROWS_BOUND),
 )

@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 
 from agbento.cache import PredictionCache
 from agbento.errors import ApiError, ErrorCode
-from agbento.inference import ScoredRequest, encode_rows
+from agbento.inference import Group, ScoredRequest, encode_group
 from agbento.overload import overloaded
 
 # The model service went away under a call (killed, restarting, shutting down): before it
@@ -34,8 +35,9 @@ class ModelServiceClient:
         self.remote_score = score
         self.wait_s = wait_s
 
-    async def score(self, rows: list[list[Any]]) -> ScoredRequest:
-        payload = [encode_rows(rows)]
+    async def score(self, rows: Group) -> ScoredRequest:
+        """One request's validated rows (value lists or a typed frame) -> its answer."""
+        payload = [encode_group(rows)]
         try:
             # a crashed model worker is restarted, and until it accepts, calls wait in its
             # socket's backlog: bound that wait rather than stall every client with it
@@ -61,7 +63,7 @@ class ModelServiceClient:
             raise overloaded(f"the model service is saturated ({exc}); retry later") from None
         return ScoredRequest.from_dict(answer).unless_model_broken()
 
-ScoreFn = Callable[[list[list[Any]]], Awaitable[ScoredRequest]]
+ScoreFn = Callable[[Group], Awaitable[ScoredRequest]]
 
 
 class CachedScorer:
@@ -74,11 +76,17 @@ class CachedScorer:
         self.max_cached_rows = max_cached_rows
         self.background: set[asyncio.Task[Any]] = set()
 
-    async def score(self, rows: list[list[Any]]) -> ScoredRequest | None:
-        """Validated rows (values in schema order) -> one answer per row; None for none."""
-        if not rows:
+    def caches(self, rows: int) -> bool:
+        """Does a request of this many rows go through the cache (its keys need the row
+        path's value lists)?"""
+        return self.cache.enabled and rows <= self.max_cached_rows
+
+    async def score(self, rows: Group) -> ScoredRequest | None:
+        """Validated rows (value lists in schema order, or a typed frame, which the cache
+        does not key) -> one answer per row; None for none."""
+        if not len(rows):
             return None
-        if not self.cache.enabled or len(rows) > self.max_cached_rows:
+        if isinstance(rows, pd.DataFrame) or not self.caches(len(rows)):
             return await self.score_fn(rows)
         keys = self.cache.keys(rows)
         answers = await self.cache.lookup(keys)

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     cache_timeout_ms: int = Field(50, ge=1, description="deadline of each cache operation")
     cache_memory_mb: int = Field(64, ge=1, description="bound of the in-process cache")
     cache_max_rows: int = Field(100, ge=0, description="larger requests skip the cache")
+    columnar_min_rows: int = Field(
+        200, ge=1, description="requests of this many rows or more are validated and scored "
+        "as columns (fewer: row by row, faster for them)")
     api_keys_file: str = Field("", description="keys file made by python -m agbento.keys")
     require_api_keys: bool = Field(False, description="refuse to start without a keys file")
     rate_limit_rps: int = Field(0, ge=0, description="per-key requests per second (0: off)")
