@@ -47,7 +47,7 @@ from agbento.batch_scoring import (
     check_model,
     validate_chunk,
 )
-from agbento.schema import is_classification, json_value
+from agbento.schema import is_classification
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -157,17 +157,6 @@ def known_row_count(path: Path) -> int | None:
     import pyarrow.parquet as pq
 
     return int(pq.ParquetFile(path).metadata.num_rows)
-
-
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON objects; missing cells are left out (absent = null for the service).
-
-    Only `validate_chunk`'s row-by-row stand-in uses it, until `validate_table` is on main."""
-    out = []
-    for row in frame.to_dict("records"):
-        out.append({str(k): v for k, v in ((k, json_value(v)) for k, v in row.items())
-                    if v is not None})
-    return out
 
 
 # -- writing ------------------------------------------------------------------------------

@@ -384,14 +384,6 @@ def nulls_as_none(chunk: pd.DataFrame) -> pd.DataFrame:
 
 def validate_chunk(schema: FeatureSchema, chunk: pd.DataFrame) -> _Validated:
     """The chunk's accepted rows as model input, by column (`FeatureSchema.validate_table`)."""
-    if not hasattr(schema, "validate_table"):  # TEMPORARY until seam 2 is merged
-        from agbento.batch import records
-
-        rows = schema.validate_rows(records(chunk))
-        return _Validated(schema.to_frame(rows.rows), np.asarray(rows.indices, dtype=np.int64),
-                          rejects_of([p.row for p in rows.problems],
-                                     [p.field for p in rows.problems],
-                                     [p.problem for p in rows.problems]))
     validated = schema.validate_table(nulls_as_none(chunk))
     problems = validated.problems
     return _Validated(validated.frame, np.asarray(validated.indices, dtype=np.int64),
