@@ -151,7 +151,12 @@ class TabularRuntime:
         self.ready = True
 
     def score_requests(self, requests: list[str]) -> list[ScoredRequest]:
-        groups = [decode_rows(r) for r in requests]
+        """The split topology's batch: each request's rows encoded by `encode_rows`."""
+        return self.score_groups([decode_rows(r) for r in requests])
+
+    def score_groups(self, groups: list[list[list[Any]]]) -> list[ScoredRequest]:
+        """Merged requests, each its validated rows -> one answer each, in order; the batch
+        unit of both topologies (the model service's endpoint, the in-process batcher)."""
         if self.fault is not None:  # broken: answer at once, the re-try thread heals it
             return [ScoredRequest.broken(self.fault) for _ in groups]
         start = time.perf_counter()
