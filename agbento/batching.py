@@ -41,7 +41,7 @@ class InProcessBatcher(Generic[Group, Answer]):
         self.score_groups = score_groups
         self.max_rows = max_rows
         self._queue: deque[_Waiting[Group, Answer]] = deque()
-        self._wakeup = asyncio.Event()
+        self._wakeup: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
         # one thread: model calls never overlap, and the event loop stays free meanwhile
         self._model_thread = ThreadPoolExecutor(max_workers=1,
@@ -49,10 +49,15 @@ class InProcessBatcher(Generic[Group, Answer]):
 
     async def score(self, group: Group) -> Answer:
         """One request's validated rows -> its answer, scored together with its neighbours."""
+        loop = asyncio.get_running_loop()
         if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.get_running_loop().create_task(self._run())
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+            # started by the first request, in the serving event loop (BentoML builds the
+            # service before that loop runs); an Event belongs to the loop that made it
+            self._wakeup = asyncio.Event()
+            self._loop_task = loop.create_task(self._run(self._wakeup))
+        future: asyncio.Future[Answer] = loop.create_future()
         self._queue.append(_Waiting(group, future))
+        assert self._wakeup is not None
         self._wakeup.set()
         return await future
 
@@ -73,12 +78,12 @@ class InProcessBatcher(Generic[Group, Answer]):
             rows += size
         return batch
 
-    async def _run(self) -> None:
+    async def _run(self, wakeup: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                wakeup.clear()
+                await wakeup.wait()
             batch = self._take_batch()
             if not batch:
                 continue
