@@ -162,6 +162,10 @@ class AgBento:
                                   lambda timeout: self.model_service.is_ready(timeout),
                                   settings.model_wait_s)
 
+    @bentoml.on_shutdown
+    async def close_model(self) -> None:
+        await self.model_scorer.close()
+
     @bentoml.api(route="/predict")
     async def predict(
         self, data: Rows, ctx: bentoml.Context, on_error: OnError = "fail"

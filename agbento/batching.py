@@ -12,6 +12,7 @@ requests, which is what fills the next batch: no timer, no waiting for company.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
@@ -102,7 +103,11 @@ class InProcessBatcher(Generic[Group, Answer]):
                 if not waiting.future.done():  # its caller may have gone meanwhile
                     waiting.future.set_result(answer)
 
-    def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
+    async def close(self) -> None:
+        """Stop the loop (at shutdown, once requests have drained) and the model thread."""
+        task, self._loop_task = self._loop_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._model_thread.shutdown(wait=False, cancel_futures=True)

@@ -42,6 +42,8 @@ class ModelScorer(Protocol):
 
     async def is_ready(self) -> bool: ...
 
+    async def close(self) -> None: ...
+
 
 class ModelServiceClient:
     """Split: calls the batched `score` endpoint of the model service (a `bentoml.depends`
@@ -60,6 +62,9 @@ class ModelServiceClient:
                 return await self.remote_ready(READY_PROBE_S)
         except Exception:  # noqa: BLE001 - any failure to reach the model means not ready
             return False
+
+    async def close(self) -> None:
+        """Nothing to release: BentoML closes the dependency's client."""
 
     async def score(self, rows: list[list[Any]]) -> ScoredRequest:
         payload = [encode_rows(rows)]
@@ -95,8 +100,9 @@ class InProcessModel:
 
     def __init__(self, runtime: TabularRuntime, max_batch_rows: int) -> None:
         self.runtime = runtime
+        # looked up per call, so a test may patch the runtime's method
         self.batcher: InProcessBatcher[list[list[Any]], ScoredRequest] = InProcessBatcher(
-            runtime.score_groups, max_batch_rows)
+            lambda groups: self.runtime.score_groups(groups), max_batch_rows)
 
     @classmethod
     def load(cls, card: ModelCard, allow_version_mismatch: bool,
@@ -113,6 +119,9 @@ class InProcessModel:
     async def is_ready(self) -> bool:
         """Warmed up, and the model is not broken (this worker's own runtime)."""
         return self.runtime.ready
+
+    async def close(self) -> None:
+        await self.batcher.close()
 
 ScoreFn = Callable[[list[list[Any]]], Awaitable[ScoredRequest]]
 
