@@ -8,7 +8,8 @@
 # sources), Python wheels downloaded on the host and mounted at build time, buildah with
 # private vfs storage and chroot isolation. The smoke test starts the image with
 # `buildah run`, waits for /readyz, calls /predict and /model/info with an API key, checks
-# the server runs as a non-root user, sends SIGTERM and checks a clean exit. Everything it
+# the server runs as a non-root user and fused (API workers only, no model service), sends
+# SIGTERM and checks a clean exit. Everything it
 # writes lives under WORK (default /tmp/agbento-image, about 3 GB) and is removed at the
 # end unless KEEP=1.
 set -euo pipefail
@@ -144,6 +145,13 @@ for pid in $SERVE_PIDS; do
 done
 say "runs as uid $(awk '/^Uid:/ {print $2}' "/proc/$(echo "$SERVE_PIDS" | head -1)/status")"
 ARBITER=$(pgrep -f "bentoml serve.*--port $PORT" | head -1)
+# the image's default topology is fused (bentofile.yaml): API workers only, no model service
+WORKERS=$(pgrep -P "$ARBITER" -f -- "--service-name agbento " | wc -l)
+[ "$WORKERS" -ge 1 ] || { echo "no API worker process found"; exit 1; }
+if pgrep -P "$ARBITER" -f -- "--service-name agbento-model" >/dev/null; then
+  echo "a model-service process runs: the image does not serve fused"; exit 1
+fi
+say "fused: $WORKERS API workers, no model service"
 kill -TERM "$ARBITER"
 STOP=$SECONDS
 ( sleep $((DRAIN_S + 40)); kill -KILL "$SERVER_PID" 2>/dev/null ) & WATCHDOG=$!
