@@ -53,6 +53,8 @@ card = load_card(stored_model)
 # Open Inference Protocol V2 and KServe V1: codecs in front of the same contract
 protocol = ProtocolModel.of(card, settings.served_model_name)
 Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
+# Where the fused topology "finds" the model service it never calls (see AgBento).
+NOT_STARTED_URL = "http://127.0.0.1:9"
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
 
@@ -133,8 +135,12 @@ info_routes = Starlette(
 )
 class AgBento:
     model = stored_model
-    if settings.topology == "split":  # fused serves no second service
-        model_service = bentoml.depends(TabularModel)
+    # Split: BentoML starts the model service beside us. Fused: a dependency with a URL,
+    # which BentoML never starts and nothing here calls; declared anyway so that a Bento
+    # records both services and serves either topology, whichever it was built with
+    # (BentoML 1.4.39 refuses to serve a service its Bento did not record).
+    model_service = bentoml.depends(
+        TabularModel, url=None if settings.topology == "split" else NOT_STARTED_URL)
 
     def __init__(self) -> None:
         self.card = card

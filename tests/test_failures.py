@@ -92,7 +92,7 @@ class InProcess:
         import bentoml
 
         service = bentoml.get_current_service()
-        if hasattr(service, "model_service"):  # split: the dependency, in-process here
+        if get_settings().topology == "split":  # the dependency, in-process here
             return service.model_service.runtime
         return service.model_scorer.runtime  # fused: this worker's own
 
