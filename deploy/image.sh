@@ -136,15 +136,16 @@ curl -sf "http://127.0.0.1:$PORT/model/info" -H "X-API-Key: $KEY" | grep -q '"la
 STATUS=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/predict" \
   -H 'content-type: application/json' -d "{\"data\": [$ROW]}")
 [ "$STATUS" = 401 ] || { echo "a request without a key got $STATUS"; exit 1; }
-# the server processes and their user, as the host sees them
-SERVE_PIDS=$(pgrep -f "bentoml serve.*--port $PORT|_bentoml_impl.worker" || true)
-[ -n "$SERVE_PIDS" ] || { echo "no server process found"; exit 1; }
+# the server processes and their user, as the host sees them: the arbiter and its workers
+# only (other BentoML servers may run on the host)
+ARBITER=$(pgrep -f "bentoml serve.*--port $PORT" | head -1 || true)
+[ -n "$ARBITER" ] || { echo "no server process found"; exit 1; }
+SERVE_PIDS="$ARBITER $(pgrep -P "$ARBITER" | tr '\n' ' ')"
 for pid in $SERVE_PIDS; do
   uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo gone)
   [ "$uid" = gone ] || [ "$uid" != 0 ] || { echo "process $pid runs as root"; exit 1; }
 done
-say "runs as uid $(awk '/^Uid:/ {print $2}' "/proc/$(echo "$SERVE_PIDS" | head -1)/status")"
-ARBITER=$(pgrep -f "bentoml serve.*--port $PORT" | head -1)
+say "runs as uid $(awk '/^Uid:/ {print $2}' "/proc/$ARBITER/status")"
 # the image's default topology is fused (bentofile.yaml): API workers only, no model service
 WORKERS=$(pgrep -P "$ARBITER" -f -- "--service-name agbento " | wc -l)
 [ "$WORKERS" -ge 1 ] || { echo "no API worker process found"; exit 1; }
