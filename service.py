@@ -73,10 +73,11 @@ class TabularModel:
     model = stored_model
 
     def __init__(self) -> None:
+        # first: a SIGTERM during the model's load must bound the stop too
+        bound_after_sigterm(settings.shutdown_timeout_s)
         self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
         self.runtime.warm_up()
         MODEL_READY.set(1)
-        bound_after_sigterm(settings.shutdown_timeout_s)
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready
@@ -143,6 +144,9 @@ class AgBento:
         TabularModel, url=None if settings.topology == "split" else NOT_STARTED_URL)
 
     def __init__(self) -> None:
+        # first: a SIGTERM during the model's load (fused) must bound the stop too (seen in
+        # the image: a worker signalled while loading finished starting and never exited)
+        bound_after_sigterm(settings.shutdown_timeout_s)
         self.card = card
         self.protocol = protocol
         self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
@@ -156,7 +160,6 @@ class AgBento:
             PredictionSampler(card.schema, card.is_classification,
                               settings.prediction_log_sample, settings.prediction_log_dir))
         MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
-        bound_after_sigterm(settings.shutdown_timeout_s)
 
     def _model_scorer(self) -> ModelScorer:
         """The one place the topology shows: the model here, or the model service's client."""
