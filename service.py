@@ -1,12 +1,16 @@
-"""agbento's Bento: a batched model service behind the API that validates and answers.
+"""agbento's Bento: the API that validates and answers, and the model it asks.
 
     bentoml serve .          # serves `AgBento` (named in bentofile.yaml) on :3000
 
-`TabularModel` holds the predictor and merges concurrent requests into one model call
-(BentoML adaptive batching over a list of encoded requests: see ../shared/BENTOML-NOTES.md).
 `AgBento` is the public face: its ASGI layers refuse, bound and read bodies, then its
 endpoints check every row against the model's feature schema *before* anything is
-batched, so one client's bad row cannot fail another's request. ARCHITECTURE.md draws it.
+batched, so one client's bad row cannot fail another's request. Where the model lives is
+the topology (AGBENTO_TOPOLOGY):
+- fused (default): every API worker holds the predictor and merges its concurrent requests
+  in-process (agbento/batching.py); no second service, no hop.
+- split: `TabularModel` holds the predictor once and merges requests from every API worker
+  (BentoML adaptive batching over a list of encoded requests: ../shared/BENTOML-NOTES.md).
+ARCHITECTURE.md draws both.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 from agbento.bootstrap import settings  # first: the process environment before numpy loads
 
 # isort: split
-import asyncio
 from typing import Annotated, Any
 
 import bentoml
@@ -46,7 +49,7 @@ from agbento.ratelimit import RateLimitConfig
 from agbento.request_log import RequestLog
 from agbento.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
 from agbento.schema import OnError, ValidatedRows, ValidatedTable
-from agbento.scoring import CachedScorer, ModelServiceClient
+from agbento.scoring import CachedScorer, InProcessModel, ModelScorer, ModelServiceClient
 from agbento.shutdown import bound_after_sigterm
 from agbento.store import load_card
 from agbento.v2 import ProtocolModel
@@ -57,6 +60,8 @@ card = load_card(stored_model)
 # Open Inference Protocol V2 and KServe V1: codecs in front of the same contract
 protocol = ProtocolModel.of(card, settings.served_model_name)
 Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
+# Where the fused topology "finds" the model service it never calls (see AgBento).
+NOT_STARTED_URL = "http://127.0.0.1:9"
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
 
@@ -75,10 +80,11 @@ class TabularModel:
     model = stored_model
 
     def __init__(self) -> None:
+        # first: a SIGTERM during the model's load must bound the stop too
+        bound_after_sigterm(settings.shutdown_timeout_s)
         self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
         self.runtime.warm_up()
         MODEL_READY.set(1)
-        bound_after_sigterm(settings.shutdown_timeout_s)
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready
@@ -137,25 +143,44 @@ info_routes = Starlette(
 )
 class AgBento:
     model = stored_model
-    scorer = bentoml.depends(TabularModel)
+    # Split: BentoML starts the model service beside us. Fused: a dependency with a URL,
+    # which BentoML never starts and nothing here calls; declared anyway so that a Bento
+    # records both services and serves either topology, whichever it was built with
+    # (BentoML 1.4.39 refuses to serve a service its Bento did not record).
+    model_service = bentoml.depends(
+        TabularModel, url=None if settings.topology == "split" else NOT_STARTED_URL)
 
     def __init__(self) -> None:
+        # first: a SIGTERM during the model's load (fused) must bound the stop too (seen in
+        # the image: a worker signalled while loading finished starting and never exited)
+        bound_after_sigterm(settings.shutdown_timeout_s)
         self.card = card
         self.protocol = protocol
         self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
         cache_config = CacheConfig.from_settings(settings)
         self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
-        # looked up per call: the dependency's client has its endpoints only once serving
-        model_service = ModelServiceClient(lambda requests: self.scorer.to_async.score(requests),
-                                           settings.model_wait_s)
-        self.scoring = CachedScorer(model_service.score, self.cache, card.is_classification,
-                                    settings.cache_max_rows)
+        self.model_scorer = self._model_scorer()
+        self.scoring = CachedScorer(self.model_scorer.score, self.cache,
+                                    card.is_classification, settings.cache_max_rows)
         self.observer = PredictionObserver(
             card.is_classification, card.metadata.get("label_range"),
             PredictionSampler(card.schema, card.is_classification,
                               settings.prediction_log_sample, settings.prediction_log_dir))
         MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
-        bound_after_sigterm(settings.shutdown_timeout_s)
+
+    def _model_scorer(self) -> ModelScorer:
+        """The one place the topology shows: the model here, or the model service's client."""
+        if settings.topology == "fused":
+            return InProcessModel.load(card, settings.allow_version_mismatch,
+                                       settings.max_batch_size)
+        # looked up per call: the dependency's client has its endpoints only once serving
+        return ModelServiceClient(lambda requests: self.model_service.to_async.score(requests),
+                                  lambda timeout: self.model_service.is_ready(timeout),
+                                  settings.model_wait_s)
+
+    @bentoml.on_shutdown
+    async def close_model(self) -> None:
+        await self.model_scorer.close()
 
     @bentoml.api(route="/predict")
     async def predict(
@@ -177,12 +202,9 @@ class AgBento:
         return await self._respond(data, ctx, on_error, "probabilities")
 
     async def __is_ready__(self) -> bool:
-        """/readyz: the model service answers its own /readyz within 5 s."""
-        try:
-            async with asyncio.timeout(5):
-                return await self.scorer.is_ready(5)
-        except Exception:  # noqa: BLE001 - any failure to reach the model means not ready
-            return False
+        """/readyz: the model is warmed up and not broken (fused: this worker's own; split:
+        the model service answers its /readyz within 5 s)."""
+        return await self.model_scorer.is_ready()
 
     async def health(self) -> dict[str, Any]:
         loaded = await self.__is_ready__()

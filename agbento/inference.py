@@ -185,11 +185,13 @@ class TabularRuntime:
         self.ready = True
 
     def score_requests(self, requests: list[str]) -> list[ScoredRequest]:
-        """Encoded requests (the model service's batch) -> one answer each."""
+        """The split topology's batch: each request's rows encoded by `encode_group`."""
         return self.score_groups([decode_rows(r) for r in requests])
 
     def score_groups(self, groups: list[Group]) -> list[ScoredRequest]:
-        """Merged requests, each its validated rows (value lists or a typed frame)."""
+        """Merged requests, each its validated rows (value lists or a typed frame) -> one
+        answer each, in order; the batch unit of both topologies (the model service's
+        endpoint, the in-process batcher)."""
         if self.fault is not None:  # broken: answer at once, the re-try thread heals it
             return [ScoredRequest.broken(self.fault) for _ in groups]
         start = time.perf_counter()
