@@ -163,11 +163,9 @@ def answer_model(headers: httpx.Headers) -> str:
 
 
 def read_answer(response: httpx.Response, rows: int, classes: list[str] | None,
-                features: frozenset[str] = frozenset(), model: str | None = None
-                ) -> ChunkResult:
-    """A 200 answer (a table, or JSON from a service that ignores Accept) as columns;
-    `features` (the schema's names) help read problems given as text. An answer from
-    another model than `model` is refused before its columns are looked at."""
+                model: str | None = None) -> ChunkResult:
+    """A 200 answer (a table, or JSON from a service that ignores Accept) as columns. An
+    answer from another model than `model` is refused before its columns are looked at."""
     kind = (response.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if kind not in TABLE_TYPES:
         answer = response.json()
@@ -190,16 +188,12 @@ def read_answer(response: httpx.Response, rows: int, classes: list[str] | None,
         raise BatchError(f"the service's table answer has {table.num_rows} rows for {rows} "
                          f"sent{'; it lacks columns ' + ', '.join(missing) if missing else ''}")
     return ChunkResult(table.select(names).to_pandas(),
-                       table_rejects(table.column("error"), features), answered)
+                       table_rejects(table.column("error")), answered)
 
 
-def table_rejects(errors: pa.ChunkedArray, features: frozenset[str] = frozenset()
-                  ) -> pd.DataFrame:
-    """The `error` column's refused rows, one line per problem.
-
-    A cell is a JSON list of `{"field", "problem"}` objects (field null for a problem of
-    the whole row), or text: problems joined by "; ", each "<field>: <problem>" when it
-    names one of `features`, else the field is not known."""
+def table_rejects(errors: pa.ChunkedArray) -> pd.DataFrame:
+    """The `error` column's refused rows, one line per problem: a cell is a JSON list of
+    `{"field", "problem"}` objects (field null for a problem of the whole row)."""
     import pyarrow.compute as pc
 
     refused = np.flatnonzero(pc.is_valid(errors).to_numpy(zero_copy_only=False))
@@ -207,31 +201,24 @@ def table_rejects(errors: pa.ChunkedArray, features: frozenset[str] = frozenset(
     fields: list[str | None] = []
     problems: list[str] = []
     for row, text in zip(refused.tolist(), errors.take(refused).to_pylist(), strict=True):
-        for where, problem in _problems(text, features):
+        for where, problem in _problems(text):
             rows.append(row)
             fields.append(where)
             problems.append(problem)
     return rejects_of(rows, fields, problems)
 
 
-def _problems(text: str, features: frozenset[str]) -> list[tuple[str | None, str]]:
+def _problems(text: str) -> list[tuple[str | None, str]]:
+    """An `error` cell: the JSON list of `{"field", "problem"}` the service writes."""
     try:
         items = json.loads(text)
     except ValueError:
         items = None
-    if (isinstance(items, list) and items
+    if not (isinstance(items, list) and items
             and all(isinstance(i, dict) and "problem" in i for i in items)):
-        return [(i.get("field"), str(i["problem"])) for i in items]
-    found: list[tuple[str | None, str]] = []
-    for part in text.split("; "):  # a "; " inside a problem joins it back to its field's
-        name, _, problem = part.partition(": ")
-        if name in features and problem:
-            found.append((name, problem))
-        elif found:
-            found[-1] = (found[-1][0], f"{found[-1][1]}; {part}")
-        else:
-            found.append((None, part))
-    return found
+        raise BatchError(f"the answer's error column holds {text[:80]!r}, not a list of "
+                         "{field, problem} objects: is the service a compatible agbento?")
+    return [(i.get("field"), str(i["problem"])) for i in items]
 
 
 def read_json_answer(answer: dict[str, Any], rows: int, classes: list[str] | None) -> ChunkResult:
@@ -273,7 +260,6 @@ class RemoteScorer:
         self.body_type = body_type
         self.clients: list[Any] = []
         self.classes: list[str] | None = None
-        self.features: frozenset[str] = frozenset()
         self.model_tag: str | None = None  # the model this run scores with
         self._next = 0
 
@@ -293,7 +279,6 @@ class RemoteScorer:
                              f"{response.text[:300]}")
         info = response.json()
         self.classes = [str(c) for c in info.get("classes") or []]
-        self.features = frozenset(f["name"] for f in info["schema"]["features"])
         self.model_tag = str(info["tag"])
         return info
 
@@ -304,7 +289,7 @@ class RemoteScorer:
         response = await self._predict(client, table)
         # decoding holds the GIL little: a thread lets the next chunk's bytes go out
         return await asyncio.to_thread(read_answer, response, len(chunk), self.classes,
-                                       self.features, self.model_tag)
+                                       self.model_tag)
 
     async def _connect(self, url: str) -> Any:
         """A connected client; the server may be starting, so connection errors are retried."""

@@ -174,7 +174,8 @@ def answer_media(accept: str | None) -> str | None:
 def render_table(placed: PlacedAnswer, total: int, classes: Sequence[Any] | None,
                  media: str) -> bytes:
     """The answer as one table, a row per request row in order: `prediction`, a float64
-    `proba_<class>` per class (classifiers), then `error` (null for a scored row)."""
+    `proba_<class>` per class (classifiers), then `error` (null for a scored row, else a
+    JSON list of `{"field", "problem"}`)."""
     import orjson
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -187,11 +188,13 @@ def render_table(placed: PlacedAnswer, total: int, classes: Sequence[Any] | None
             key = str(cls)
             columns[f"proba_{cls}"] = pa.array(
                 [p[key] if p else None for p in probabilities], pa.float64())
-    problems: dict[int, list[str]] = {}
+    # a row's problems as the JSON error's details: [{"field", "problem"}], field null for
+    # the whole row (a problem may quote the client's text: no separator is safe to split on)
+    problems: dict[int, list[dict[str, Any]]] = {}
     for error in placed.errors:
-        field = f"{error['field']}: " if error.get("field") else ""
-        problems.setdefault(error["row"], []).append(field + error["problem"])
-    columns["error"] = pa.array([("; ".join(problems[i]) if i in problems else None)
+        problems.setdefault(error["row"], []).append(
+            {"field": error.get("field"), "problem": error["problem"]})
+    columns["error"] = pa.array([(orjson.dumps(problems[i]).decode() if i in problems else None)
                                  for i in range(total)], pa.string())
     table = pa.table(columns)
     sink = pa.BufferOutputStream()

@@ -56,10 +56,10 @@ def test_a_table_answer_becomes_the_output_columns_and_the_rejects(kind: str) ->
                              {"field": "island", "problem": "missing"}])
     whole_row = json.dumps([{"field": None, "problem": "the model could not score this row "
                              "(ValueError)"}])
-    joined = "mass: not a number: 'x; y'; sex: missing; kind: unknown"
-    errors = [None, None, two_fields, None, whole_row, "a problem said in plain text", joined]
-    result = read_answer(response(answer_table(errors), kind), 7, CLASSES,
-                         frozenset({"mass", "sex"}))
+    quoting = json.dumps([{"field": "mass", "problem": "not a number: 'x; y'"},
+                          {"field": "sex", "problem": "missing"}])
+    errors = [None, None, two_fields, None, whole_row, None, quoting]
+    result = read_answer(response(answer_table(errors), kind), 7, CLASSES)
     assert result.model_tag == "tiny:abc"
     assert list(result.columns.columns) == ["prediction", "proba_Adelie", "proba_Gentoo"]
     assert result.columns["prediction"].tolist()[:2] == ["Adelie", "Gentoo"]
@@ -69,10 +69,14 @@ def test_a_table_answer_becomes_the_output_columns_and_the_rejects(kind: str) ->
         [2, "year", "not a number: 'someday'"],
         [2, "island", "missing"],
         [4, None, "the model could not score this row (ValueError)"],
-        [5, None, "a problem said in plain text"],
-        [6, "mass", "not a number: 'x; y'"],  # a "; " inside a problem stays in it
-        [6, "sex", "missing; kind: unknown"],  # "kind" is not a field of this schema
+        [6, "mass", "not a number: 'x; y'"],  # the client's text is never split
+        [6, "sex", "missing"],
     ]
+
+
+def test_an_error_cell_that_is_not_a_problem_list_stops_the_run() -> None:
+    with pytest.raises(BatchError, match="not a list of"):
+        read_answer(response(answer_table([None, "year: bad"]), ARROW_STREAM), 2, CLASSES)
 
 
 def test_the_model_header_may_be_the_json_reference() -> None:

@@ -132,8 +132,9 @@ def test_table_answers_match_json_answers(multiclass_server: BentoServer,
             assert got == [proba[c] for c in classes]
     errors = [None if pd.isna(e) else e for e in table["error"]]
     assert [(e["row"], e["field"]) for e in expected["errors"]] == [(1, "year")]
-    assert errors == [f"year: {expected['errors'][0]['problem']}" if i == 1 else None
-                      for i in range(rows)]
+    assert [json.loads(e) if e else None for e in errors] == [
+        [{"field": "year", "problem": expected["errors"][0]["problem"]}] if i == 1 else None
+        for i in range(rows)]
 
 
 def test_regression_table_answer(regression_server: BentoServer) -> None:

@@ -155,7 +155,8 @@ def test_table_answer_columns_and_errors() -> None:
     assert table.to_pylist() == [
         {"prediction": "yes", "proba_no": 0.25, "proba_yes": 0.75, "error": None},
         {"prediction": None, "proba_no": None, "proba_yes": None,
-         "error": "x: missing required feature; the model could not score"},
+         "error": '[{"field":"x","problem":"missing required feature"},'
+                  '{"field":null,"problem":"the model could not score"}]'},
         {"prediction": "no", "proba_no": 0.5, "proba_yes": 0.5, "error": None},
     ]
     regression = PlacedAnswer("[1.5,2.5]", "null", [])
