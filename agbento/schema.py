@@ -502,9 +502,15 @@ def _scalar(feature: Feature, cells: np.ndarray, rows: np.ndarray, out: np.ndarr
 
 
 def _long_strings(cells: np.ndarray, where: np.ndarray) -> np.ndarray:
+    mask = np.zeros(len(cells), dtype=bool)
+    try:  # the common case, in C: no value is that long (len of anything sized is an upper
+        # bound here: only strings count, so a long list still goes the exact way below)
+        if max(map(len, cells[where]), default=0) <= MAX_STRING_CHARS:
+            return mask
+    except TypeError:  # a value without len (a number among strings)
+        pass
     lengths = np.fromiter((len(v) if isinstance(v, str) else 0 for v in cells[where]),
                           dtype=np.int64, count=int(where.sum()))
-    mask = np.zeros(len(cells), dtype=bool)
     mask[np.flatnonzero(where)[lengths > MAX_STRING_CHARS]] = True
     return mask
 
@@ -650,8 +656,8 @@ def _drift(feature: Feature, column: _Column, result: ValidatedTable) -> None:
             result.out_of_range[feature.name] = int(outside.sum())
     elif (feature.kind == "categorical" and feature.categories is not None
           and not feature.categories_truncated):
-        seen = frozenset(feature.categories)
-        unseen = sum(1 for v in column.values[accepted] if v not in seen)
+        values = pd.Series(column.values[accepted], dtype=object, copy=False)
+        unseen = int((~values.isin(feature.categories)).sum())  # a hash table, in C
         if unseen:
             result.unseen_categories[feature.name] = unseen
 
