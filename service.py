@@ -1,12 +1,16 @@
-"""agbento's Bento: a batched model service behind the API that validates and answers.
+"""agbento's Bento: the API that validates and answers, and the model it asks.
 
     bentoml serve .          # serves `AgBento` (named in bentofile.yaml) on :3000
 
-`TabularModel` holds the predictor and merges concurrent requests into one model call
-(BentoML adaptive batching over a list of encoded requests: see ../shared/BENTOML-NOTES.md).
 `AgBento` is the public face: its ASGI layers refuse, bound and read bodies, then its
 endpoints check every row against the model's feature schema *before* anything is
-batched, so one client's bad row cannot fail another's request. ARCHITECTURE.md draws it.
+batched, so one client's bad row cannot fail another's request. Where the model lives is
+the topology (AGBENTO_TOPOLOGY):
+- fused (default): every API worker holds the predictor and merges its concurrent requests
+  in-process (agbento/batching.py); no second service, no hop.
+- split: `TabularModel` holds the predictor once and merges requests from every API worker
+  (BentoML adaptive batching over a list of encoded requests: ../shared/BENTOML-NOTES.md).
+ARCHITECTURE.md draws both.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 from agbento.bootstrap import settings  # first: the process environment before numpy loads
 
 # isort: split
-import asyncio
 from typing import Annotated, Any
 
 import bentoml
@@ -26,10 +29,17 @@ from starlette.routing import Route
 
 from agbento.access import AccessGate
 from agbento.cache import CacheConfig, PredictionCache, open_backend
-from agbento.contract import AnswerShape, PredictionContract
+from agbento.columns import STATE_KEY, RequestTable
+from agbento.contract import AnswerShape, PredictionContract, answer_media, render_table
 from agbento.errors import ApiError, ErrorCode
 from agbento.guard import ErrorGuard, internal_error, report_internal_error
-from agbento.http import error_response, json_response, request_id_from
+from agbento.http import (
+    MODEL_HEADER,
+    REQUEST_ID_HEADER,
+    error_response,
+    json_response,
+    request_id_from,
+)
 from agbento.inference import ScoredRequest, TabularRuntime, log_rejected_rows
 from agbento.intake import PredictionIntake
 from agbento.metrics import MODEL_INFO, MODEL_READY, PredictionObserver, observe_inputs
@@ -38,8 +48,8 @@ from agbento.prediction_log import PredictionSampler
 from agbento.ratelimit import RateLimitConfig
 from agbento.request_log import RequestLog
 from agbento.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
-from agbento.schema import OnError, ValidatedRows
-from agbento.scoring import CachedScorer, ModelServiceClient
+from agbento.schema import OnError, ValidatedRows, ValidatedTable
+from agbento.scoring import CachedScorer, InProcessModel, ModelScorer, ModelServiceClient
 from agbento.shutdown import bound_after_sigterm
 from agbento.store import load_card
 from agbento.v2 import ProtocolModel
@@ -50,6 +60,8 @@ card = load_card(stored_model)
 # Open Inference Protocol V2 and KServe V1: codecs in front of the same contract
 protocol = ProtocolModel.of(card, settings.served_model_name)
 Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
+# Where the fused topology "finds" the model service it never calls (see AgBento).
+NOT_STARTED_URL = "http://127.0.0.1:9"
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
 
@@ -68,10 +80,11 @@ class TabularModel:
     model = stored_model
 
     def __init__(self) -> None:
+        # first: a SIGTERM during the model's load must bound the stop too
+        bound_after_sigterm(settings.shutdown_timeout_s)
         self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
         self.runtime.warm_up()
         MODEL_READY.set(1)
-        bound_after_sigterm(settings.shutdown_timeout_s)
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready
@@ -130,25 +143,44 @@ info_routes = Starlette(
 )
 class AgBento:
     model = stored_model
-    scorer = bentoml.depends(TabularModel)
+    # Split: BentoML starts the model service beside us. Fused: a dependency with a URL,
+    # which BentoML never starts and nothing here calls; declared anyway so that a Bento
+    # records both services and serves either topology, whichever it was built with
+    # (BentoML 1.4.39 refuses to serve a service its Bento did not record).
+    model_service = bentoml.depends(
+        TabularModel, url=None if settings.topology == "split" else NOT_STARTED_URL)
 
     def __init__(self) -> None:
+        # first: a SIGTERM during the model's load (fused) must bound the stop too (seen in
+        # the image: a worker signalled while loading finished starting and never exited)
+        bound_after_sigterm(settings.shutdown_timeout_s)
         self.card = card
         self.protocol = protocol
         self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
         cache_config = CacheConfig.from_settings(settings)
         self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
-        # looked up per call: the dependency's client has its endpoints only once serving
-        model_service = ModelServiceClient(lambda requests: self.scorer.to_async.score(requests),
-                                           settings.model_wait_s)
-        self.scoring = CachedScorer(model_service.score, self.cache, card.is_classification,
-                                    settings.cache_max_rows)
+        self.model_scorer = self._model_scorer()
+        self.scoring = CachedScorer(self.model_scorer.score, self.cache,
+                                    card.is_classification, settings.cache_max_rows)
         self.observer = PredictionObserver(
             card.is_classification, card.metadata.get("label_range"),
             PredictionSampler(card.schema, card.is_classification,
                               settings.prediction_log_sample, settings.prediction_log_dir))
         MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
-        bound_after_sigterm(settings.shutdown_timeout_s)
+
+    def _model_scorer(self) -> ModelScorer:
+        """The one place the topology shows: the model here, or the model service's client."""
+        if settings.topology == "fused":
+            return InProcessModel.load(card, settings.allow_version_mismatch,
+                                       settings.max_batch_size)
+        # looked up per call: the dependency's client has its endpoints only once serving
+        return ModelServiceClient(lambda requests: self.model_service.to_async.score(requests),
+                                  lambda timeout: self.model_service.is_ready(timeout),
+                                  settings.model_wait_s)
+
+    @bentoml.on_shutdown
+    async def close_model(self) -> None:
+        await self.model_scorer.close()
 
     @bentoml.api(route="/predict")
     async def predict(
@@ -170,12 +202,9 @@ class AgBento:
         return await self._respond(data, ctx, on_error, "probabilities")
 
     async def __is_ready__(self) -> bool:
-        """/readyz: the model service answers its own /readyz within 5 s."""
-        try:
-            async with asyncio.timeout(5):
-                return await self.scorer.is_ready(5)
-        except Exception:  # noqa: BLE001 - any failure to reach the model means not ready
-            return False
+        """/readyz: the model is warmed up and not broken (fused: this worker's own; split:
+        the model service answers its /readyz within 5 s)."""
+        return await self.model_scorer.is_ready()
 
     async def health(self) -> dict[str, Any]:
         loaded = await self.__is_ready__()
@@ -190,12 +219,21 @@ class AgBento:
         self, data: Any, ctx: bentoml.Context, on_error: OnError, shape: AnswerShape
     ) -> Response:
         request_id = request_id_from(ctx.request.headers)
-        ctx.request.state.rows = len(data) if isinstance(data, list) else 0
+        # a large request comes decoded into columns by the intake; `data` is then empty
+        table: RequestTable | None = getattr(ctx.request.state, STATE_KEY, None)
+        if table is not None and self.scoring.caches(table.total):
+            data, table = table.records(), None  # the cache keys the row path's values
+        total = table.total if table is not None else len(data) if isinstance(data, list) else 0
+        ctx.request.state.rows = total
+        media = answer_media(ctx.request.headers.get("accept"))
         try:
             self.contract.require_shape(shape)
-            rows, scored = await self._accept_and_score(data, on_error, request_id)
-            placed = self.contract.place(rows, len(data), scored, on_error)
-            body = self.contract.render(placed, rows, request_id, shape)
+            rows, scored = await self._accept_and_score(data, on_error, request_id, table)
+            placed = self.contract.place(rows, total, scored, on_error)
+            if media is None:
+                body = self.contract.render(placed, rows, request_id, shape)
+            else:
+                body = render_table(placed, total, self.contract.classes, media)
             self.observer.observe(rows.rows, scored)
         except ApiError as error:
             response = error_response(error, request_id)
@@ -203,7 +241,9 @@ class AgBento:
             report_internal_error(request_id, "POST", ctx.request.scope.get("path", "?"), exc)
             response = error_response(internal_error(), request_id)
         else:
-            response = json_response(body, 200, request_id)
+            response = json_response(body, 200, request_id) if media is None else Response(
+                body, 200, media_type=media,
+                headers={REQUEST_ID_HEADER: request_id, MODEL_HEADER: self.card.tag})
         ctx.response.status_code = response.status_code
         return response
 
@@ -218,14 +258,21 @@ class AgBento:
         return scored
 
     async def _accept_and_score(
-        self, data: Any, on_error: OnError, request_id: str
-    ) -> tuple[ValidatedRows, ScoredRequest | None]:
-        rows = self.contract.accept(data, on_error)
+        self, data: Any, on_error: OnError, request_id: str, table: RequestTable | None = None
+    ) -> tuple[ValidatedRows | ValidatedTable, ScoredRequest | None]:
+        if table is not None:
+            rows: ValidatedRows | ValidatedTable = self.contract.accept_table(table, on_error)
+        else:
+            rows = self.contract.accept(data, on_error)
         observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
-        scored = await self.scoring.score(rows.rows)
+        scored = await self.scoring.score(
+            rows.frame if isinstance(rows, ValidatedTable) else rows.rows)
         log_rejected_rows(scored, rows.indices, request_id)
         return rows, scored
 
+
+# The smallest request the cache does not answer (its keys are the row path's values).
+CACHED_ROWS_BOUND = settings.cache_max_rows + 1 if settings.cache_url != "off" else 1
 
 # Outermost first (BentoML keeps the order; its own layers sit outside all of ours):
 # answer any exception at once, log and time everything, refuse callers without the right
@@ -247,4 +294,6 @@ AgBento.add_asgi_middleware(
     max_rows=settings.max_rows,
     max_cells=settings.max_cells,
     feature_names=card.schema.names,
+    # requests the cache answers stay rows (its keys are the row path's values)
+    columnar_min_rows=max(settings.columnar_min_rows, CACHED_ROWS_BOUND),
 )

@@ -4,9 +4,11 @@
         --id-column customer_id
 
 Reads CSV, Parquet or JSON Lines in chunks (bounded memory), sends chunks concurrently
-through BentoML's HTTP client (round-robin over every `--url`), and writes a `prediction`
+through BentoML's HTTP client (round-robin over every `--url`), each as one Arrow table
+body answered by one table (the wire: `agbento.batch_scoring`), and writes a `prediction`
 column (and `proba_<class>` columns for classification) next to the id column, in input
-order, as CSV or Parquet by the output's extension.
+order, as CSV or Parquet by the output's extension. `--local MODEL_TAG` scores in-process
+instead: each chunk validated by column and the model's arrays written as they come.
 
 Nothing is lost and nothing is scored twice: each finished chunk is written atomically to
 `OUTPUT.parts/`, so an interrupted run resumes where it stopped; the output file appears
@@ -24,32 +26,36 @@ import asyncio
 import hashlib
 import json
 import os
-import random
 import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
-from agbento.schema import is_classification, json_value
+from agbento.batch_scoring import (
+    REJECT_COLUMNS,
+    BatchError,
+    ChunkResult,
+    LocalScorer,
+    RemoteScorer,
+    Stats,
+    check_model,
+    validate_chunk,
+)
+from agbento.schema import is_classification
 
 if TYPE_CHECKING:
-    import httpx
     import pyarrow as pa
 
 EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 1, 3
-# Scoring is idempotent, so any transient server-side failure is worth another try;
-# 500 included: a server shutting down can fail requests in flight.
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-REJECT_COLUMNS = ["row", "id", "field", "problem"]
-
-
-class BatchError(Exception):
-    """A problem the user must fix; the run stops (finished chunks are kept for a resume)."""
+# Rows per chunk unless --chunk-rows says: a request within the service's default limit
+# (AGBENTO_MAX_ROWS, 10,000), and in-process a size where the model's per-call cost is small.
+REMOTE_CHUNK_ROWS, LOCAL_CHUNK_ROWS = 10_000, 50_000
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class BatchOptions:
     urls: tuple[str, ...] = ()  # empty with `local`
     local: str | None = None  # a model tag: score in-process
     id_column: str | None = None
-    chunk_rows: int = 2000
+    chunk_rows: int | None = None  # None: REMOTE_CHUNK_ROWS or LOCAL_CHUNK_ROWS
     concurrency: int = 4
     api_key: str | None = None
     max_retries: int = 8
@@ -79,6 +85,12 @@ class BatchOptions:
             timeout_s=args.timeout, restart=args.restart, dry_run=args.dry_run,
             quiet=args.quiet,
         )
+
+    @property
+    def rows_per_chunk(self) -> int:
+        if self.chunk_rows is not None:
+            return self.chunk_rows
+        return LOCAL_CHUNK_ROWS if self.local else REMOTE_CHUNK_ROWS
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -147,181 +159,19 @@ def known_row_count(path: Path) -> int | None:
     return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON objects; missing cells are left out (absent = null for the service)."""
-    out = []
-    for row in frame.to_dict("records"):
-        out.append({str(k): v for k, v in ((k, json_value(v)) for k, v in row.items())
-                    if v is not None})
-    return out
-
-
-# -- scoring ------------------------------------------------------------------------------
-
-
-@dataclass
-class ChunkResult:
-    predictions: list[Any]
-    probabilities: list[dict[str, float] | None] | None
-    errors: list[dict[str, Any]]
-    model_tag: str  # the model that answered: a run never mixes two
-
-    @classmethod
-    def of(cls, answer: dict[str, Any]) -> ChunkResult:
-        return cls(answer["predictions"], answer["probabilities"], answer["errors"],
-                   answer["model"]["tag"])
-
-
-@dataclass
-class Stats:
-    rows: int = 0
-    rejected: int = 0
-    retries: int = 0
-    chunks_resumed: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-
-def backoff_s(attempt: int) -> float:
-    """Exponential, capped at 30 s, with jitter so clients do not retry in step."""
-    return min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-
-
-class RemoteScorer:
-    """Chunks to one or more running services, through BentoML's async HTTP client.
-
-    Connecting and scoring are retried (with backoff) on connection errors; scoring also
-    on 429 and 5xx answers (scoring is idempotent), where a Retry-After header wins."""
-
-    def __init__(self, urls: list[str], api_key: str | None, max_retries: int,
-                 timeout_s: float, stats: Stats) -> None:
-        self.urls, self.api_key, self.max_retries = urls, api_key, max_retries
-        self.timeout_s, self.stats = timeout_s, stats
-        self.clients: list[Any] = []
-        self._next = 0
-
-    async def __aenter__(self) -> RemoteScorer:
-        for url in self.urls:
-            self.clients.append(await self._connect(url))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for client in self.clients:
-            await client.__aexit__(None, None, None)
-
-    async def model_info(self) -> dict[str, Any]:
-        response = await self.clients[0].request("GET", "/model/info")
-        if response.status_code != 200:
-            raise BatchError(f"GET /model/info answered {response.status_code}: "
-                             f"{response.text[:300]}")
-        return response.json()
-
-    async def score(self, rows: list[dict[str, Any]]) -> ChunkResult:
-        client = self.clients[self._next % len(self.clients)]
-        self._next += 1
-        response = await self._predict(client, {"data": rows, "on_error": "skip"})
-        return ChunkResult.of(response.json())
-
-    async def _connect(self, url: str) -> Any:
-        """A connected client; the server may be starting, so connection errors are retried."""
-        import bentoml
-        import httpx
-
-        for attempt in range(self.max_retries + 1):
-            client = bentoml.AsyncHTTPClient(url, token=self.api_key, timeout=self.timeout_s,
-                                             server_ready_timeout=0)
-            try:
-                return await client.__aenter__()
-            except (httpx.TransportError, OSError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            await self._pause(attempt, url, problem, backoff_s(attempt))
-        raise AssertionError("unreachable")
-
-    async def _predict(self, client: Any, body: dict[str, Any]) -> httpx.Response:
-        """POST /predict until it answers 200; a status not worth retrying is a BatchError."""
-        import httpx
-
-        where = str(client.url)
-        for attempt in range(self.max_retries + 1):
-            delay = backoff_s(attempt)
-            try:
-                response = await client.request("POST", "/predict", json=body)
-            except (httpx.TransportError, OSError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if status == 200:
-                    return response
-                if status not in RETRY_STATUSES:
-                    raise BatchError(f"{where} answered {status}: {response.text[:300]}")
-                problem = f"HTTP {status}"
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit():
-                    delay = float(retry_after) + random.uniform(0, 0.5)
-            await self._pause(attempt, where, problem, delay)
-        raise AssertionError("unreachable")
-
-    async def _pause(self, attempt: int, where: str, problem: str, delay: float) -> None:
-        """Wait before the next attempt, or give up after the last one."""
-        if attempt == self.max_retries:
-            raise BatchError(f"{where}: giving up after {attempt + 1} attempts ({problem})")
-        self.stats.retries += 1
-        await asyncio.sleep(delay)
-
-
-class LocalScorer:
-    """The same pipeline in-process, without a server (for comparison and debugging)."""
-
-    def __init__(self, tag: str) -> None:
-        import bentoml
-
-        from agbento.inference import TabularRuntime
-        from agbento.store import ModelCard
-
-        try:
-            card = ModelCard.of(bentoml.models.get(tag))
-        except bentoml.exceptions.NotFound:
-            raise BatchError(f"model {tag!r} is not in the local model store") from None
-        self.card = card
-        self.runtime = TabularRuntime.load(card)
-
-    async def __aenter__(self) -> LocalScorer:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def model_info(self) -> dict[str, Any]:
-        return self.card.info()
-
-    async def score(self, rows: list[dict[str, Any]]) -> ChunkResult:
-        from agbento.contract import PredictionContract
-        from agbento.inference import encode_rows
-
-        contract = PredictionContract(self.card, max_rows=len(rows) or 1)
-        validated = contract.accept(rows, "skip")
-        (scored,) = (self.runtime.score_requests([encode_rows(validated.rows)])
-                     if validated.rows else [None])
-        if scored is not None and scored.model_error is not None:
-            raise BatchError(f"the model fails on its own example rows ({scored.model_error})")
-        placed = contract.place(validated, len(rows), scored, on_error="skip")
-        answer = json.loads(contract.render(placed, validated, "local"))
-        return ChunkResult.of(answer)
-
-
 # -- writing ------------------------------------------------------------------------------
 
 
 def output_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
-                 id_column: str | None, classes: list[str]) -> pd.DataFrame:
-    out = pd.DataFrame(index=range(len(chunk)))
+                 id_column: str | None) -> pd.DataFrame:
+    """The id column (or the row number) next to the answer's columns."""
     if id_column is not None:
-        out[id_column] = chunk[id_column].to_numpy()
+        ids = {id_column: chunk[id_column].to_numpy()}
     else:
-        out["row"] = range(first_row, first_row + len(chunk))
-    out["prediction"] = result.predictions
-    if result.probabilities is not None:
-        for cls in classes:
-            out[f"proba_{cls}"] = [p[cls] if p else None for p in result.probabilities]
+        ids = {"row": np.arange(first_row, first_row + len(chunk), dtype=np.int64)}
+    out = pd.DataFrame(ids)
+    for name in result.columns.columns:
+        out[name] = result.columns[name].to_numpy()
     return out
 
 
@@ -348,13 +198,10 @@ def empty_output(chunk: pd.DataFrame, id_column: str | None,
 
 def rejects_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
                   id_column: str | None) -> pd.DataFrame:
-    rows = [{
-        "row": first_row + e["row"],
-        "id": None if id_column is None else chunk[id_column].iloc[e["row"]],
-        "field": e.get("field"),
-        "problem": e["problem"],
-    } for e in result.errors]
-    return pd.DataFrame(rows, columns=REJECT_COLUMNS)
+    rows = result.rejects["row"].to_numpy(dtype=np.int64)
+    ids = None if id_column is None else chunk[id_column].to_numpy()[rows]
+    return pd.DataFrame({"row": first_row + rows, "id": ids, "field": result.rejects["field"],
+                         "problem": result.rejects["problem"]}, columns=REJECT_COLUMNS)
 
 
 def rejects_path(output: Path) -> Path:
@@ -362,8 +209,12 @@ def rejects_path(output: Path) -> Path:
 
 
 def write_atomically(frame: pd.DataFrame, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
+    # lz4: parts are read once, soon; it writes at about twice snappy's speed
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp, compression="lz4")
     os.replace(tmp, path)
 
 
@@ -399,8 +250,18 @@ class Parts:
         return self.path(index, "out").exists()
 
     def save(self, index: int, out: pd.DataFrame, rejects: pd.DataFrame) -> None:
-        write_atomically(rejects, self.path(index, "rejects"))
+        if len(rejects):  # none is the common case: no file
+            write_atomically(rejects, self.path(index, "rejects"))
         write_atomically(out, self.path(index, "out"))  # last: marks the chunk done
+
+    def schema(self, count: int) -> pa.Schema:
+        """The output's columns, typed by every part: a chunk whose rows were all refused
+        has null-typed answers, which another chunk's labels or numbers type."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pa.unify_schemas([pq.read_schema(self.path(i, "out")) for i in range(count)],
+                                promote_options="permissive")
 
     def assemble(self, output: Path, count: int, empty: pa.Table) -> int:
         """Parts -> OUTPUT (and OUTPUT.rejects.csv) in order, atomically; rejects count.
@@ -413,20 +274,19 @@ class Parts:
         with open(rejects_file.with_name(rejects_file.name + ".tmp"), "w") as rejects_out:
             pd.DataFrame(columns=REJECT_COLUMNS).to_csv(rejects_out, index=False)
             for index in range(count):
-                out = pd.read_parquet(self.path(index, "out"))
-                rejects = pd.read_parquet(self.path(index, "rejects"))
-                rejected += len(rejects)
-                rejects.to_csv(rejects_out, index=False, header=False)
+                if self.path(index, "rejects").exists():
+                    rejects = pd.read_parquet(self.path(index, "rejects"))
+                    rejected += len(rejects)
+                    rejects.to_csv(rejects_out, index=False, header=False)
                 if file_kind(output) == "csv":
-                    out.to_csv(tmp, index=False, header=index == 0, mode="w" if index == 0
-                               else "a")
+                    pd.read_parquet(self.path(index, "out")).to_csv(
+                        tmp, index=False, header=index == 0, mode="w" if index == 0 else "a")
                 else:
-                    import pyarrow as pa
                     import pyarrow.parquet as pq
 
-                    table = pa.Table.from_pandas(out, preserve_index=False)
+                    table = pq.read_table(self.path(index, "out"))  # no pandas on the way
                     if writer is None:
-                        writer = pq.ParquetWriter(tmp, table.schema)
+                        writer = pq.ParquetWriter(tmp, self.schema(count))
                     writer.write_table(table.cast(writer.schema))
         if writer is not None:
             writer.close()
@@ -446,7 +306,7 @@ class Parts:
 def run_fingerprint(options: BatchOptions) -> str:
     """The input file and the settings that decide the chunks (the model: see `Parts`)."""
     stat = options.input.stat()
-    facts = [str(options.input.resolve()), stat.st_size, stat.st_mtime_ns, options.chunk_rows,
+    facts = [str(options.input.resolve()), stat.st_size, stat.st_mtime_ns, options.rows_per_chunk,
              options.id_column, options.local or sorted(options.urls)]
     return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:16]
 
@@ -463,10 +323,10 @@ async def score_file(options: BatchOptions) -> int:
                                 options.timeout_s, stats))
     async with scorer:
         info = await scorer.model_info()
-        classes = [str(c) for c in info.get("classes") or []]
         if options.dry_run:
             return dry_run(options, info)
         model_tag = str(info["tag"])
+        ready = time.monotonic()  # rows/s counts scoring, not loading the model or connecting
         parts = Parts(options.output, run_fingerprint(options), model_tag, options.restart)
         window = asyncio.Semaphore(options.concurrency)
         pending: set[asyncio.Task[None]] = set()
@@ -478,22 +338,18 @@ async def score_file(options: BatchOptions) -> int:
 
         async def one(index: int, chunk: pd.DataFrame, first: int) -> None:
             try:
-                result = await scorer.score(records(chunk))
-                if result.model_tag != model_tag:
-                    raise BatchError(
-                        f"the service answered with model {result.model_tag} while this run "
-                        f"scores with {model_tag} (a rollout?); finished chunks are kept: "
-                        "rerun with --restart to score every row with one model")
-                parts.save(index, output_frame(chunk, result, first, options.id_column, classes),
+                result = await scorer.score(chunk)
+                check_model(result.model_tag, model_tag)
+                parts.save(index, output_frame(chunk, result, first, options.id_column),
                            rejects_frame(chunk, result, first, options.id_column))
-                stats.rejected += len(result.errors)
+                stats.rejected += len(result.rejects)
                 stats.rows += len(chunk)
                 progress.update(len(chunk))
             finally:
                 window.release()
 
         try:
-            for chunk in read_chunks(options.input, options.chunk_rows):
+            for chunk in read_chunks(options.input, options.rows_per_chunk):
                 if (options.id_column is not None and options.id_column not in chunk.columns
                         and (len(chunk) or len(chunk.columns))):
                     raise BatchError(f"--id-column {options.id_column!r} is not in {options.input}")
@@ -524,11 +380,12 @@ async def score_file(options: BatchOptions) -> int:
         rejected = parts.assemble(options.output, count,
                                   empty_output(empty if empty is not None else pd.DataFrame(),
                                                options.id_column, info))
-    elapsed = time.monotonic() - stats.started
+    elapsed = time.monotonic() - ready
     summary = {
         "rows": first_row, "scored_now": stats.rows, "chunks_resumed": stats.chunks_resumed,
-        "seconds": round(elapsed, 2), "rows_per_s": round(stats.rows / elapsed, 1) if elapsed
-        else None, "retries": stats.retries, "rejected_rows": rejected,
+        "startup_s": round(ready - stats.started, 2), "seconds": round(elapsed, 2),
+        "rows_per_s": round(stats.rows / elapsed, 1) if elapsed else None,
+        "retries": stats.retries, "rejected_rows": rejected,
         "output": str(options.output),
         "rejects": str(rejects_path(options.output)),
     }
@@ -542,14 +399,13 @@ def dry_run(options: BatchOptions, info: dict[str, Any]) -> int:
 
     schema = FeatureSchema.from_dict(info["schema"])
     problems = rows = 0
-    examples = []
-    for chunk in read_chunks(options.input, options.chunk_rows):
-        result = schema.validate_rows(records(chunk))
-        problems += len(result.problems)
-        examples += [
-            {"row": rows + p.row, "field": p.field, "problem": p.problem}
-            for p in result.problems[: max(0, 5 - len(examples))]
-        ]
+    examples: list[dict[str, Any]] = []
+    for chunk in read_chunks(options.input, options.rows_per_chunk):
+        found = validate_chunk(schema, chunk).rejects
+        problems += len(found)
+        for row, where, problem in found.head(max(0, 5 - len(examples))).itertuples(
+                index=False):
+            examples.append({"row": rows + int(row), "field": where, "problem": problem})
         rows += len(chunk)
     print(json.dumps({"rows": rows, "problems": problems, "first_problems": examples}))
     return EXIT_REJECTED if problems else EXIT_OK
@@ -564,7 +420,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where.add_argument("--url", action="append", help="service URL (repeat for replicas)")
     where.add_argument("--local", metavar="MODEL_TAG", help="score in-process, no server")
     parser.add_argument("--id-column", help="column passed through to the output")
-    parser.add_argument("--chunk-rows", type=int, default=2000, help="rows per request (2000)")
+    parser.add_argument("--chunk-rows", type=int, help=f"rows per request ({REMOTE_CHUNK_ROWS}; "
+                        f"{LOCAL_CHUNK_ROWS} with --local)")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (4)")
     parser.add_argument("--api-key", default=os.environ.get("AGBENTO_API_KEY"),
                         help="sent as a Bearer token (default: $AGBENTO_API_KEY)")
@@ -575,7 +432,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="validate against the served schema, send no rows")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.chunk_rows < 1 or args.concurrency < 1:
+    if (args.chunk_rows is not None and args.chunk_rows < 1) or args.concurrency < 1:
         parser.error("--chunk-rows and --concurrency must be positive")
     return args
 

@@ -18,7 +18,8 @@ log = logging.getLogger("agbento.service")
 
 def prepare_process(settings: Settings) -> None:
     # OpenMP threads spin while idle and steal the CPU the API process needs; batches are
-    # small, so one thread per model worker is the default (OMP_NUM_THREADS wins if set).
+    # small, so one thread per process holding the model (a split model worker, or each
+    # fused API worker) is the default (OMP_NUM_THREADS wins if set).
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.model_threads))
     configure_logging(settings.log_level)
     check_keys_policy(settings)

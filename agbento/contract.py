@@ -8,14 +8,16 @@ the per-row answers of the batched model service.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agbento.bounds import check_row_count
+from agbento.columns import RequestTable
 from agbento.errors import ApiError, ErrorCode
 from agbento.inference import ScoredRequest
-from agbento.schema import ExtraFieldsPolicy, OnError, ValidatedRows
+from agbento.schema import ExtraFieldsPolicy, OnError, ValidatedRows, ValidatedTable
 from agbento.store import ModelCard
 
 
@@ -45,6 +47,7 @@ class PredictionContract:
         self.max_rows = max_rows
         self.extra_fields = extra_fields
         self.reference = card.reference()
+        self.classes = self.schema.label.classes if card.is_classification else None
 
     def accept(self, data: Any, on_error: OnError = "fail") -> ValidatedRows:
         """Limits and per-row validation.
@@ -56,14 +59,26 @@ class PredictionContract:
             raise ApiError(ErrorCode.BAD_REQUEST, "`data` must be a list of row objects")
         check_row_count(len(data), self.max_rows)
         validated = self.schema.validate_rows(data, self.extra_fields)
+        self._refuse_bad_rows(validated, len(data), on_error)
+        return validated
+
+    def accept_table(self, table: RequestTable, on_error: OnError = "fail") -> ValidatedTable:
+        """`accept` for a request decoded into columns: the same limits, checks and errors."""
+        check_row_count(table.total, self.max_rows)
+        validated = table.validate(self.schema, self.extra_fields)
+        self._refuse_bad_rows(validated, table.total, on_error)
+        return validated
+
+    @staticmethod
+    def _refuse_bad_rows(validated: ValidatedRows | ValidatedTable, total: int,
+                         on_error: OnError) -> None:
         if not validated.ok and on_error == "fail":
             bad_rows = len({p.row for p in validated.problems})
             raise ApiError(
                 ErrorCode.INVALID_ROWS,
-                f"{len(validated.problems)} problem(s) in {bad_rows} of {len(data)} row(s)",
+                f"{len(validated.problems)} problem(s) in {bad_rows} of {total} row(s)",
                 [p.to_dict() for p in validated.problems],
             )
-        return validated
 
     def require_shape(self, shape: AnswerShape) -> None:
         """Probabilities only exist for a classifier."""
@@ -75,11 +90,11 @@ class PredictionContract:
             )
 
     @staticmethod
-    def model_failures(rows: ValidatedRows, scored: ScoredRequest | None,
+    def model_failures(rows: ValidatedRows | ValidatedTable, scored: ScoredRequest | None,
                        on_error: OnError = "fail") -> list[dict[str, Any]]:
         """Rows the model itself could not score, by request row; an ApiError in fail mode."""
         failures = [] if scored is None else [
-            {"row": rows.indices[f["row"]], "field": None, "problem": f["problem"]}
+            {"row": int(rows.indices[f["row"]]), "field": None, "problem": f["problem"]}
             for f in scored.failed
         ]
         if failures and on_error == "fail":
@@ -90,7 +105,7 @@ class PredictionContract:
             )
         return failures
 
-    def place(self, rows: ValidatedRows, total: int, scored: ScoredRequest | None,
+    def place(self, rows: ValidatedRows | ValidatedTable, total: int, scored: ScoredRequest | None,
               on_error: OnError = "fail") -> PlacedAnswer:
         """Each scored row at its request index, null for the rows not answered.
 
@@ -100,7 +115,7 @@ class PredictionContract:
         """
         failures = self.model_failures(rows, scored, on_error)
         errors = sorted([p.to_dict() for p in rows.problems] + failures, key=lambda e: e["row"])
-        if scored is not None and len(rows.rows) == total:
+        if scored is not None and len(rows.indices) == total:
             predictions, probabilities = scored.predictions, scored.probabilities
         else:
             placed_predictions: list[Any] = [None] * total
@@ -117,7 +132,7 @@ class PredictionContract:
             probabilities = "null"
         return PlacedAnswer(predictions, probabilities, errors)
 
-    def render(self, placed: PlacedAnswer, rows: ValidatedRows, request_id: str,
+    def render(self, placed: PlacedAnswer, rows: ValidatedRows | ValidatedTable, request_id: str,
                shape: AnswerShape = "predictions") -> bytes:
         """The answer body as JSON bytes (PRODUCT.md; `response_models` describes it)."""
         rest: dict[str, Any] = {
@@ -134,3 +149,58 @@ class PredictionContract:
         else:
             head = f'{{"predictions":{placed.predictions},"probabilities":{placed.probabilities}'
         return (head + "," + json.dumps(rest, separators=(",", ":"))[1:]).encode()
+
+
+# Answer media types besides JSON (the Accept header picks one; JSON stays the default).
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
+TABLE_MEDIA = (ARROW_STREAM, PARQUET)
+
+
+def answer_media(accept: str | None) -> str | None:
+    """The table format an Accept header asks for, or None for JSON (the default: JSON when
+    it is acceptable at all, so `*/*` and browsers get JSON)."""
+    if not accept:
+        return None
+    ranges = [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
+    for media in ranges:
+        if media in TABLE_MEDIA:
+            return media
+        if media in ("application/json", "*/*", "application/*"):
+            return None
+    return None
+
+
+def render_table(placed: PlacedAnswer, total: int, classes: Sequence[Any] | None,
+                 media: str) -> bytes:
+    """The answer as one table, a row per request row in order: `prediction`, a float64
+    `proba_<class>` per class (classifiers), then `error` (null for a scored row, else a
+    JSON list of `{"field", "problem"}`)."""
+    import orjson
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    predictions = orjson.loads(placed.predictions)
+    columns: dict[str, Any] = {"prediction": pa.array(predictions)}
+    if classes is not None:
+        probabilities = orjson.loads(placed.probabilities) or [None] * total
+        for cls in classes:
+            key = str(cls)
+            columns[f"proba_{cls}"] = pa.array(
+                [p[key] if p else None for p in probabilities], pa.float64())
+    # a row's problems as the JSON error's details: [{"field", "problem"}], field null for
+    # the whole row (a problem may quote the client's text: no separator is safe to split on)
+    problems: dict[int, list[dict[str, Any]]] = {}
+    for error in placed.errors:
+        problems.setdefault(error["row"], []).append(
+            {"field": error.get("field"), "problem": error["problem"]})
+    columns["error"] = pa.array([(orjson.dumps(problems[i]).decode() if i in problems else None)
+                                 for i in range(total)], pa.string())
+    table = pa.table(columns)
+    sink = pa.BufferOutputStream()
+    if media == PARQUET:
+        pq.write_table(table, sink)
+    else:
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    return sink.getvalue().to_pybytes()

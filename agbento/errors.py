@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     INVALID_JSON = "invalid_json", 400
     INVALID_CSV = "invalid_csv", 400
     INVALID_PARQUET = "invalid_parquet", 400
+    INVALID_ARROW = "invalid_arrow", 400
     BAD_REQUEST = "bad_request", 400
     EMPTY_DATA = "empty_data", 400
     FIELD_NAME_TOO_LONG = "field_name_too_long", 400

@@ -15,6 +15,8 @@ from starlette.responses import JSONResponse, Response
 from agbento.errors import ApiError
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# The model reference (name:version) on answers that are tables, which have no body field.
+MODEL_HEADER = "X-Agbento-Model"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 

@@ -9,10 +9,12 @@ the hop; the model sees one DataFrame per merged batch.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -35,13 +37,45 @@ MODEL_RETRY_S = 5
 MAX_LOGGED_ROW_ERRORS = 20
 
 
+# One request's validated rows: value lists in schema order (the row path), or the typed
+# frame `to_frame` / `validate_table` make (the columnar path).
+Group = list[list[Any]] | pd.DataFrame
+# An encoded group that is an Arrow IPC stream (base64), not a JSON array.
+ARROW_PREFIX = "arrow:"
+
+
 def encode_rows(rows: list[list[Any]]) -> str:
     """One request's validated rows for the batched endpoint (values in schema order)."""
     return json.dumps(rows, separators=(",", ":"), allow_nan=False)
 
 
-def decode_rows(encoded: str) -> list[list[Any]]:
-    """The inverse of `encode_rows`, on the model service's side."""
+def encode_frame(frame: pd.DataFrame) -> str:
+    """One request's model frame for the batched endpoint, as Arrow IPC: its columns cross
+    the hop in C, and the model side needs no `to_frame`."""
+    import pyarrow as pa
+
+    # typed by dtype, not inferred cell by cell: float64, timestamps, else text
+    arrays = [pa.array(frame[name].to_numpy(), from_pandas=True,
+                       type=None if frame[name].dtype != object else pa.string())
+              for name in frame.columns]
+    table = pa.Table.from_arrays(arrays, names=[str(name) for name in frame.columns])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return ARROW_PREFIX + base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
+
+
+def encode_group(group: Group) -> str:
+    return encode_frame(group) if isinstance(group, pd.DataFrame) else encode_rows(group)
+
+
+def decode_rows(encoded: str) -> Group:
+    """The inverse of `encode_rows` and `encode_frame`, on the model service's side."""
+    if encoded.startswith(ARROW_PREFIX):
+        import pyarrow as pa
+
+        raw = base64.b64decode(encoded[len(ARROW_PREFIX):])
+        return pa.ipc.open_stream(raw).read_all().to_pandas()
     return json.loads(encoded)
 
 
@@ -151,7 +185,13 @@ class TabularRuntime:
         self.ready = True
 
     def score_requests(self, requests: list[str]) -> list[ScoredRequest]:
-        groups = [decode_rows(r) for r in requests]
+        """The split topology's batch: each request's rows encoded by `encode_group`."""
+        return self.score_groups([decode_rows(r) for r in requests])
+
+    def score_groups(self, groups: list[Group]) -> list[ScoredRequest]:
+        """Merged requests, each its validated rows (value lists or a typed frame) -> one
+        answer each, in order; the batch unit of both topologies (the model service's
+        endpoint, the in-process batcher)."""
         if self.fault is not None:  # broken: answer at once, the re-try thread heals it
             return [ScoredRequest.broken(self.fault) for _ in groups]
         start = time.perf_counter()
@@ -161,13 +201,21 @@ class TabularRuntime:
         BATCH_ROWS.observe(sum(len(g) for g in groups))
         return answers
 
-    def _score_groups(self, groups: list[list[list[Any]]]) -> list[ScoredRequest]:
+    def _merged(self, groups: list[Group]) -> Group:
+        """One model input for the whole batch: value lists join before `to_frame`, frames
+        (and value lists among them, converted) are concatenated."""
+        if not any(isinstance(g, pd.DataFrame) for g in groups):
+            return [row for g in groups for row in g]
+        frames = [g if isinstance(g, pd.DataFrame) else self.schema.to_frame(g) for g in groups]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def _score_groups(self, groups: list[Group]) -> list[ScoredRequest]:
         if not groups:
             return []
         if self.fault is not None:
             return [ScoredRequest.broken(self.fault) for _ in groups]
         try:
-            predictions, probabilities = self._predict([row for g in groups for row in g])
+            predictions, probabilities = self._predict(self._merged(groups))
         except Exception:  # noqa: BLE001 - isolate: by request, then by row
             if len(groups) > 1:
                 middle = len(groups) // 2
@@ -185,16 +233,17 @@ class TabularRuntime:
             start = end
         return answers
 
-    def _score_rows_one_by_one(self, rows: list[list[Any]]) -> ScoredRequest:
+    def _score_rows_one_by_one(self, rows: Group) -> ScoredRequest:
         """The slow path for a request holding a row the model rejects."""
         # each row's JSON as `_fragments` writes it: a row answers the same bytes alone or
         # in any batch (and that is what the cache may keep)
         predictions: list[str] = []
         probabilities: list[str] = []
         failed = []
-        for index, row in enumerate(rows):
+        for index in range(len(rows)):
+            row = rows.iloc[[index]] if isinstance(rows, pd.DataFrame) else [rows[index]]
             try:
-                one, proba = self._predict([row])
+                one, proba = self._predict(row)
             except Exception as exc:  # noqa: BLE001 - the row's own failure, reported
                 # the client sees the type; the message may quote data, so it goes to the
                 # API's log with the request id (log_rejected_rows), not into the answer
@@ -249,8 +298,13 @@ class TabularRuntime:
                            fault)
             return
 
-    def _predict(self, rows: list[list[Any]]) -> tuple[pd.Series, pd.DataFrame | None]:
-        frame = self.schema.to_frame(rows)
+    def _predict(self, rows: Group) -> tuple[pd.Series, pd.DataFrame | None]:
+        frame = rows if isinstance(rows, pd.DataFrame) else self.schema.to_frame(rows)
+        return self.predict_frame(frame)
+
+    def predict_frame(self, frame: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame | None]:
+        """Labels, and for a classifier the probabilities (one column per `str(class)`), of
+        model input as `FeatureSchema.to_frame` builds it; raises what the model raises."""
         if not self.classification:
             return self.predictor.predict(frame), None
         proba = self.predictor.predict_proba(frame, as_multiclass=True)
@@ -268,11 +322,13 @@ class TabularRuntime:
         )
 
 
-def log_rejected_rows(scored: ScoredRequest | None, indices: list[int], request_id: str) -> None:
+def log_rejected_rows(scored: ScoredRequest | None, indices: Sequence[int],
+                      request_id: str) -> None:
     """The model's messages for rows it could not score, with the request id (API side)."""
     if scored is None or not scored.failed:
         return
-    rows = [{"row": indices[f["row"]], "problem": f.get("problem"), "message": f.get("message")}
+    rows = [{"row": int(indices[f["row"]]), "problem": f.get("problem"),
+             "message": f.get("message")}
             for f in scored.failed[:MAX_LOGGED_ROW_ERRORS]]
     logger.warning("model rejected rows", extra={"fields": {
         "request_id": request_id, "failed_rows": len(scored.failed), "rows": rows}})

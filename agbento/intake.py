@@ -19,7 +19,6 @@ import json
 import re
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,6 +26,16 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agbento.bounds import TableBounds, json_key_bytes
+from agbento.columns import (
+    CSV_MISSING,
+    STATE_KEY,
+    RequestTable,
+    frame_of,
+    read_arrow_stream,
+    read_csv_columns,
+    read_parquet,
+    table_from_records,
+)
 from agbento.errors import ApiError, ErrorCode
 from agbento.http import error_response, request_id_from
 from agbento.routes import route_for
@@ -37,16 +46,37 @@ CSV_TYPES = frozenset({"text/csv", "application/csv"})
 PARQUET_TYPES = frozenset(
     {"application/vnd.apache.parquet", "application/x-parquet", "application/parquet"}
 )
+ARROW_TYPES = frozenset({"application/vnd.apache.arrow.stream"})
 ROW_KEYS = ("data", "dataframe_records", "dataframe_split")
 TOP_LEVEL_KEYS = frozenset({*ROW_KEYS, "on_error"})
 
 
-@dataclass
 class PredictionBody:
-    records: list[Any]
-    on_error: str = "fail"
-    # The client's own bytes, when they can go on to BentoML unchanged (see `canonical`).
-    raw: bytes | None = None
+    """A request's rows: JSON records, or (files) a table decoded straight into columns."""
+
+    def __init__(self, records: list[Any] | None = None, on_error: str = "fail",
+                 raw: bytes | None = None, table: RequestTable | None = None) -> None:
+        self._records = records
+        self.on_error = on_error
+        # The client's own bytes, when they can go on to BentoML unchanged (see `canonical`).
+        self.raw = raw
+        self.table = table
+
+    @property
+    def records(self) -> list[Any]:
+        if self._records is None:
+            self._records = self.table.records() if self.table is not None else []
+        return self._records
+
+    @property
+    def row_count(self) -> int:
+        return self.table.total if self._records is None and self.table else len(self.records)
+
+    def as_table(self) -> RequestTable:
+        if self.table is None:
+            self.table = table_from_records(self.records)
+        self.table.on_error = self.on_error
+        return self.table
 
     def to_json(self) -> bytes:
         if self.raw is not None:
@@ -82,20 +112,28 @@ def read_prediction_body(
         if canonical(document, raw) and body.on_error == document.get("on_error", "fail"):
             body.raw = raw
     elif kind in CSV_TYPES:
-        body = PredictionBody(records_from_csv(raw, bounds), on_error or "fail")
-    elif kind in PARQUET_TYPES:
-        body = PredictionBody(records_from_parquet(raw, bounds), on_error or "fail")
+        columns = read_csv_columns(raw, bounds)
+        if columns is None:  # the streaming reader, bounded record by record
+            body = PredictionBody(records_from_csv(raw, bounds), on_error or "fail")
+        else:
+            table = RequestTable(columns, len(columns), present=set(columns.columns))
+            body = PredictionBody(None, on_error or "fail", table=table)
+    elif kind in PARQUET_TYPES or kind in ARROW_TYPES:
+        read = read_parquet if kind in PARQUET_TYPES else read_arrow_stream
+        columns = frame_of(read(raw, bounds))
+        table = RequestTable(columns, len(columns), present=set(columns.columns))
+        body = PredictionBody(None, on_error or "fail", table=table)
     else:
         raise ApiError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            f"content type {kind!r} is not supported; send application/json, text/csv or "
-            "application/vnd.apache.parquet",
+            f"content type {kind!r} is not supported; send application/json, text/csv, "
+            "application/vnd.apache.parquet or application/vnd.apache.arrow.stream",
         )
     if body.on_error not in ON_ERROR_CHOICES:
         raise ApiError(
             ErrorCode.BAD_REQUEST, f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}"
         )
-    bounds.check_rows(len(body.records))
+    bounds.check_rows(body.row_count)
     return body
 
 
@@ -194,6 +232,10 @@ def parse_json(raw: bytes, bounds: TableBounds, nan_is_null: bool = False) -> An
         if _TOO_DEEP.search(raw):  # say what is wrong first: it would never parse
             raise _too_deep()
         bounds.check_cells(values, "JSON values")
+    if not nan_is_null and len(raw) >= FAST_JSON_MIN_BYTES:
+        document = _parse_fast(raw, bounds)
+        if document is not _NOT_FAST:
+            return document
     hooks = _BoundedJson(bounds)
     numbers: dict[str, Any] = {}
     if _may_hold_long_number(raw, bounds.max_number_chars):
@@ -212,6 +254,68 @@ def parse_json(raw: bytes, bounds: TableBounds, nan_is_null: bool = False) -> An
         raise ApiError(ErrorCode.INVALID_JSON, "the body is not UTF-8 text") from None
     except RecursionError:
         raise _too_deep() from None
+
+
+# From this size on a JSON body is parsed by orjson first (measured: below it the checks
+# around orjson cost what it saves).
+FAST_JSON_MIN_BYTES = 4096
+_NOT_FAST = object()
+# Every digit becomes "0", every other byte " ": a run of 20 digits is an integer orjson
+# would read as a float (json reads an int), or a long fraction; either way json decides.
+_DIGITS = bytes(0x30 if chr(b).isdigit() and b < 128 else 0x20 for b in range(256))
+
+
+def _parse_fast(raw: bytes, bounds: TableBounds) -> Any:
+    """orjson's parse, when it is surely what json with `_BoundedJson`'s hooks would give;
+    else `_NOT_FAST` (then json parses, and words any error as always).
+
+    orjson keeps the last of duplicate keys and checks no names or field counts, so the keys
+    it returns are counted against the colons outside strings: equal means no duplicate and
+    no object deeper than the rows (which are then checked here as the hooks would).
+    """
+    import orjson
+
+    if b"0" * 20 in raw.translate(_DIGITS) or b'\\"' in raw:
+        return _NOT_FAST
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _NOT_FAST
+    if type(document) is not dict:
+        return _NOT_FAST
+    keys, widest, names = len(document), len(document), set(document)
+    for value in document.values():
+        if type(value) is dict:
+            keys += len(value)
+            widest = max(widest, len(value))
+            names.update(value)
+        elif type(value) is list:  # the rows: each step below iterates in C
+            rows = [row for row in value if type(row) is dict]
+            sizes = list(map(len, rows))
+            keys += sum(sizes)
+            widest = max(widest, max(sizes, default=0))
+            names = names.union(*rows)
+    if (widest > bounds.max_columns or keys != _colons_outside_strings(raw)
+            or any(len(name) > bounds.max_name_chars for name in names)):
+        return _NOT_FAST
+    return document
+
+
+def _colons_outside_strings(raw: bytes) -> int:
+    """Colons that are JSON syntax (exact when no string holds an escaped quote)."""
+    colons = raw.count(b":")
+    if not colons:
+        return 0
+    import numpy as np
+
+    data = np.frombuffer(raw, dtype=np.uint8)
+    count, in_string = 0, 0
+    for start in range(0, len(data), _COUNT_CHUNK_BYTES):
+        chunk = data[start:start + _COUNT_CHUNK_BYTES]
+        inside = (np.cumsum(chunk == 0x22, dtype=np.uint8) + in_string) & 1
+        count += int(np.count_nonzero((chunk == 0x3A) & (inside == 0)))
+        in_string = int(inside[-1])
+    return count
 
 
 def canonical(document: Any, raw: bytes) -> bool:
@@ -282,14 +386,6 @@ def records_from_split(split: Any, bounds: TableBounds) -> list[dict[str, Any]]:
             ErrorCode.BAD_REQUEST, f"{len(problems)} row(s) do not match `columns`", problems
         )
     return [dict(zip(columns, row, strict=True)) for row in rows]
-
-
-# What pandas.read_csv reads as missing by default (pandas' STR_NA_VALUES): the same CSV
-# answered the same before and after the move to a streaming reader.
-CSV_MISSING = frozenset({
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-})
 
 
 def records_from_csv(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]]:
@@ -372,129 +468,6 @@ def _csv_header(fields: list[str] | None, bounds: TableBounds) -> list[str]:
     return header
 
 
-def _is_nested(kind: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(
-        pa.types.is_nested(kind)
-        or (pa.types.is_dictionary(kind) and pa.types.is_nested(kind.value_type))
-    )
-
-
-def _is_bytes(kind: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(
-        pa.types.is_string(kind) or pa.types.is_large_string(kind)
-        or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-    )
-
-
-def _decoded_bytes(column: Any) -> int:
-    """Bytes a column takes once every value is its own (dictionaries expanded)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    total = 0
-    for chunk in column.chunks:
-        if pa.types.is_dictionary(chunk.type) and _is_bytes(chunk.type.value_type):
-            lengths = pc.binary_length(chunk.dictionary)
-            expanded = pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0
-            total += expanded + chunk.indices.nbytes
-        else:
-            total += chunk.nbytes
-    return total
-
-
-def records_from_parquet(raw: bytes, bounds: TableBounds) -> list[dict[str, Any]]:
-    """Rows of a Parquet body: its footer is checked against the bounds before any column
-    is read, then it is read row group by row group, each checked again as it decodes."""
-    import pyarrow.parquet as pq
-
-    # the footer's own lists (row groups, columns, key-value pairs) and strings, bounded
-    # while the footer itself is decoded
-    longest_list = 4 * max(bounds.max_rows, bounds.max_columns) + 16
-    footer_limits = {
-        "thrift_container_size_limit": longest_list,
-        "thrift_string_size_limit": bounds.max_decoded_bytes,
-    }
-    try:
-        footer = pq.ParquetFile(io.BytesIO(raw), **footer_limits)
-        metadata, schema = footer.metadata, footer.schema_arrow
-        index_columns = {
-            name for name in ((schema.pandas_metadata or {}).get("index_columns") or [])
-            if isinstance(name, str)
-        }
-    except OSError as exc:
-        if "Exceeded size limit" in str(exc):
-            raise ApiError(
-                ErrorCode.TOO_MANY_COLUMNS,
-                f"the Parquet footer holds a list (columns, row groups or metadata) longer "
-                f"than {longest_list}, or a string longer than {bounds.max_decoded_bytes} bytes",
-            ) from None
-        raise ApiError(ErrorCode.INVALID_PARQUET, f"cannot read the Parquet body: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
-        raise ApiError(ErrorCode.INVALID_PARQUET, f"cannot read the Parquet body: {exc}") from None
-    names = [name for name in schema.names if name not in index_columns]
-    nested = [field for field in schema if _is_nested(field.type)]
-    if nested:
-        raise ApiError(
-            ErrorCode.INVALID_PARQUET,
-            f"column {_short(nested[0].name)} is nested ({nested[0].type}); send flat columns",
-        )
-    if len(set(names)) != len(names):
-        raise ApiError(ErrorCode.INVALID_PARQUET, "the Parquet body repeats a column name")
-    bounds.check_field_count(metadata.num_columns, "the Parquet body")
-    if metadata.num_row_groups > bounds.max_rows:  # only empty groups could be that many
-        raise ApiError(ErrorCode.INVALID_PARQUET,
-                       f"the Parquet body has {metadata.num_row_groups} row groups, more than "
-                       f"the {bounds.max_rows} rows a request may hold")
-    groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
-    rows = max(metadata.num_rows, sum(group.num_rows for group in groups))
-    encoded = sum(group.total_byte_size for group in groups)
-    bounds.check_table(rows, names, encoded, "the Parquet body")
-    try:
-        parquet = pq.ParquetFile(
-            io.BytesIO(raw),
-            **footer_limits,
-            # strings stay dictionary-encoded until their expanded size has been checked
-            read_dictionary=[f.name for f in schema if _is_bytes(f.type)],
-        )
-        records: list[dict[str, Any]] = []
-        decoded = json_key_bytes(rows, names)
-        for index in range(parquet.num_row_groups):
-            table = parquet.read_row_group(index, columns=names)
-            bounds.check_rows(len(records) + table.num_rows)
-            decoded += sum(_decoded_bytes(column) for column in table.columns)
-            bounds.check_decoded_bytes(decoded, "the Parquet body")
-            columns = [_column_values(column) for column in table.columns]
-            records.extend(
-                dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)
-            )
-    except ApiError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
-        raise ApiError(ErrorCode.INVALID_PARQUET, f"cannot read the Parquet body: {exc}") from None
-    return records
-
-
-def _column_values(column: Any) -> list[Any]:
-    """A column as JSON values, through pandas as before (pyarrow's to_pylist is slower)."""
-    import pyarrow as pa
-
-    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
-    values = column.to_pandas().tolist()
-    plain = (pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_string(kind)
-             or pa.types.is_large_string(kind))
-    if plain and column.null_count == 0:  # already JSON values: skip the per-value call
-        return values
-    return [json_value(value) for value in values]
-
-
-def _short(name: str) -> str:
-    return repr(name if len(name) <= 40 else name[:37] + "...")
-
-
 class PredictionIntake:
     """ASGI middleware for the prediction routes: limits, parsing, one body shape."""
 
@@ -505,9 +478,12 @@ class PredictionIntake:
         max_rows: int,
         max_cells: int | None = None,
         feature_names: Iterable[str] = (),
+        columnar_min_rows: int | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # from this many rows on a request goes on as columns (None: never)
+        self.columnar_min_rows = columnar_min_rows
         self.bounds = TableBounds.for_service(
             max_rows, max_body_bytes, max_cells, list(feature_names)
         )
@@ -523,12 +499,17 @@ class PredictionIntake:
             raw = await read_body(headers, receive, self.max_body_bytes)
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             on_error = query.get("on_error", [None])[-1]
-            body = read_prediction_body(
-                headers.get("content-type"), raw, self.bounds, on_error
-            ).to_json()
+            parsed = read_prediction_body(headers.get("content-type"), raw, self.bounds, on_error)
+            columnar = (self.columnar_min_rows is not None
+                        and parsed.row_count >= self.columnar_min_rows)
+            # columns skip BentoML's parse: it gets a stub body, the endpoint the table
+            body = (json.dumps({"data": [], "on_error": parsed.on_error}).encode() if columnar
+                    else parsed.to_json())
         except ApiError as error:
             await error_response(error, request_id)(scope, receive, send)
             return
+        if columnar:
+            scope = {**scope, "state": {**scope.get("state", {}), STATE_KEY: parsed.as_table()}}
         kept = [
             (k, v) for k, v in scope["headers"]
             if k.lower() not in (b"content-type", b"content-length", b"x-request-id",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
@@ -140,9 +140,10 @@ class ValidatedRows:
 def json_value(value: Any) -> Any:
     """A cell (numpy, pandas, Arrow, a file's) as a plain JSON value.
 
-    NaN and NA become null; infinities become text, which the schema rejects by row and field.
+    NaN, NaT and NA become null; infinities become text, which the schema rejects by row and
+    field.
     """
-    if value is None:
+    if value is None or value is pd.NaT:
         return None
     if hasattr(value, "item") and not isinstance(value, (list, dict)):
         try:
@@ -344,6 +345,54 @@ class FeatureSchema:
         result.ignored_fields = sorted(ignored)
         return result
 
+    def validate_table(
+        self, table: pd.DataFrame, extra_fields: ExtraFieldsPolicy = "ignore",
+        present: set[str] | None = None,
+    ) -> ValidatedTable:
+        """`validate_rows` per column: the same decisions, messages and counts.
+
+        A column not in `present` (default: every column) was not sent at all; a `MISSING`
+        cell is a key one JSON row did not carry. Both are "missing", not null.
+        """
+        n = len(table)
+        columns = {str(c): table[c] for c in table.columns
+                   if present is None or str(c) in present}
+        result = ValidatedTable(frame=pd.DataFrame(), indices=np.arange(0), total=n,
+                                features=self.features)
+        refused = np.zeros(n, dtype=bool)
+        order: list[tuple[int, int, RowProblem]] = []
+        values: dict[str, np.ndarray] = {}
+        for position, feature in enumerate(self.features):
+            checked = _check_column(feature, columns.get(feature.name), n)
+            values[feature.name] = checked.values
+            for row, problem in checked.bad.items():
+                order.append((row, position, RowProblem(row, feature.name, problem)))
+                refused[row] = True
+            _drift(feature, checked, result)
+        known = set(self.names)
+        extras = sorted(name for name in columns if name not in known)
+        ignored = set()
+        for name in extras:
+            cells = columns[name]
+            carried = np.ones(n, dtype=bool) if cells.dtype != object \
+                else ~(cells.to_numpy() == MISSING)
+            if not carried.any():
+                continue
+            ignored.add(name)
+            if extra_fields == "reject":
+                for row in np.flatnonzero(carried):
+                    order.append((int(row), len(self.features), RowProblem(
+                        int(row), name, "unknown field (AGBENTO_EXTRA_FIELDS=reject)")))
+                refused |= carried
+        order.sort(key=lambda item: (item[0], item[1]))  # stable: extras keep name order
+        result.problems = [problem for _, _, problem in order]
+        result.ignored_fields = sorted(ignored)
+        result.indices = np.flatnonzero(~refused).astype(np.int64)
+        if refused.any():
+            values = {name: column[result.indices] for name, column in values.items()}
+        result.frame = pd.DataFrame(values, index=pd.RangeIndex(len(result.indices)), copy=False)
+        return result
+
     def to_frame(self, rows: pd.DataFrame | Sequence[Sequence[Any]]) -> pd.DataFrame:
         """Model input with training dtypes, from a table or from validated value lists."""
         if isinstance(rows, pd.DataFrame):
@@ -362,6 +411,255 @@ class FeatureSchema:
             else:
                 out[feature.name] = _as_text(col)
         return pd.DataFrame(out, index=frame.index)
+
+
+# -- columnar validation ----------------------------------------------------------------------
+
+# A cell a row did not carry (a JSON key absent from that row, a CSV missing-value token):
+# distinct from a null cell, as in `validate_rows` ("missing required feature").
+MISSING = _MISSING
+# Features whose drift `validate_rows` counts.
+_PLAIN_TEXT = ("string", "empty")
+_NUMBERS = ("integer", "floating", "mixed-integer-float", "empty")
+
+
+@dataclass
+class ValidatedTable:
+    """`validate_table`'s answer: the accepted rows as the model's frame (`to_frame`'s dtypes,
+    fresh RangeIndex), the request row each came from, and what `ValidatedRows` also says."""
+
+    frame: pd.DataFrame
+    indices: np.ndarray
+    problems: list[RowProblem] = field(default_factory=list)
+    ignored_fields: list[str] = field(default_factory=list)
+    unseen_categories: dict[str, int] = field(default_factory=dict)
+    out_of_range: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    total: int = 0  # the request's rows, accepted or not
+    features: tuple[Feature, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def rows(self) -> FrameRows:
+        """The accepted rows as value lists, built only if someone iterates (the sampled
+        prediction log does, rarely)."""
+        return FrameRows(self.frame, self.features)
+
+    def drift(self) -> dict[str, dict[str, int]]:
+        return {"unseen_categories": self.unseen_categories, "out_of_range": self.out_of_range}
+
+
+class FrameRows:
+    """A model frame's rows as the row path's value lists (JSON values: booleans as booleans,
+    dates as ISO text, null as None), on demand."""
+
+    def __init__(self, frame: pd.DataFrame, features: Sequence[Feature]) -> None:
+        self.frame = frame
+        self.booleans = [f.kind == "boolean" for f in features]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        for row in self.frame.itertuples(index=False, name=None):
+            values = [json_value(v) for v in row]
+            yield [bool(v) if flag and v is not None else v
+                   for v, flag in zip(values, self.booleans, strict=True)]
+
+
+@dataclass
+class _Column:
+    """One feature checked over every row: the frame's column and the refused cells."""
+
+    values: np.ndarray  # the frame's values for every row (refused cells: anything)
+    bad: dict[int, str]  # row -> problem
+    accepted: np.ndarray  # bool: a value (not null) that passed
+
+
+def _object_cells(column: pd.Series, nulls: np.ndarray) -> np.ndarray:
+    if column.dtype == object:
+        return column.to_numpy()
+    cells = column.astype(object).to_numpy()
+    cells[nulls] = None  # NaN, NaT, pd.NA: null, as json_value reads them
+    return cells
+
+
+def _scalar(feature: Feature, cells: np.ndarray, rows: np.ndarray, out: np.ndarray,
+            bad: dict[int, str]) -> None:
+    """The exact check, cell by cell, for the cells no fast path vouched for."""
+    for row in rows:
+        value, problem = _check_value(feature, cells[row])
+        if problem is not None:
+            bad[int(row)] = problem
+        else:
+            out[row] = value
+
+
+def _long_strings(cells: np.ndarray, where: np.ndarray) -> np.ndarray:
+    mask = np.zeros(len(cells), dtype=bool)
+    try:  # the common case, in C: no value is that long (len of anything sized is an upper
+        # bound here: only strings count, so a long list still goes the exact way below)
+        if max(map(len, cells[where]), default=0) <= MAX_STRING_CHARS:
+            return mask
+    except TypeError:  # a value without len (a number among strings)
+        pass
+    lengths = np.fromiter((len(v) if isinstance(v, str) else 0 for v in cells[where]),
+                          dtype=np.int64, count=int(where.sum()))
+    mask[np.flatnonzero(where)[lengths > MAX_STRING_CHARS]] = True
+    return mask
+
+
+def _check_column(feature: Feature, column: pd.Series | None, n: int) -> _Column:
+    """`_check_value` over a whole column: masks find the cells that need a closer look."""
+    bad: dict[int, str] = {}
+    if column is None:
+        empty = np.ones(n, dtype=bool)
+        missing, nulls = empty, np.zeros(n, dtype=bool)
+        odd = nulls
+        raw = cells = np.full(n, None, dtype=object)
+        typed = False
+    else:
+        raw = column.to_numpy()
+        typed = column.dtype.kind in "biufmM"
+        nulls = pd.isna(raw)
+        cells = _object_cells(column, nulls)
+        missing = np.zeros(n, dtype=bool) if typed else cells == MISSING
+        if not typed and (nulls.any() or missing.any()):
+            nulls &= ~missing
+            # only None is null to _check_value (a float NaN in a JSON row is a number)
+            odd = nulls & ~np.equal(cells, None).astype(bool)
+            nulls &= ~odd
+        else:
+            odd = np.zeros(n, dtype=bool)
+        empty = missing | nulls
+    if not feature.nullable:
+        for row in np.flatnonzero(missing):
+            bad[int(row)] = "missing required feature"
+        for row in np.flatnonzero(nulls):
+            bad[int(row)] = "null is not allowed: this feature had no missing values in training"
+    given = ~empty
+    kind = feature.kind
+    numbers = np.full(n, np.nan) if kind in ("numeric", "boolean") else None
+    out = np.full(n, None, dtype=object)
+    if column is None or not given.any():
+        return _Column(_frame_column(feature, out, numbers), bad, np.zeros(n, dtype=bool))
+    suspect = odd.copy()
+    dtype = column.dtype
+    # numpy-typed columns (Arrow, CSV, Parquet) need no look at the cells' Python types
+    inferred = None if typed else pd.api.types.infer_dtype(cells[given & ~odd], skipna=False)
+    if inferred is not None and inferred not in _NUMBERS and inferred != "boolean":
+        suspect |= _long_strings(cells, given)
+    fast = given & ~suspect
+    if kind == "numeric":
+        assert numbers is not None
+        if dtype.kind == "b" or inferred == "boolean":
+            suspect |= fast
+        elif dtype.kind in "iuf":
+            numbers[fast] = raw[fast].astype(np.float64)
+        elif inferred in _NUMBERS or inferred == "string":
+            picked = cells[fast]
+            if inferred == "string":  # pandas finds the text that does not parse ...
+                parses = pd.notna(pd.to_numeric(picked, errors="coerce"))
+                suspect[np.flatnonzero(fast)[~parses]] = True
+                fast &= ~suspect
+                picked = cells[fast]
+            try:  # ... and Python's float (what _check_value calls) reads the rest
+                numbers[fast] = picked.astype(np.float64)
+            except (ValueError, TypeError, OverflowError):
+                suspect |= fast
+        else:
+            suspect |= fast
+        fast &= ~suspect
+        suspect |= fast & ~np.isfinite(numbers)
+    elif kind in ("categorical", "text"):
+        if inferred == "string":
+            out[fast] = cells[fast]
+        elif kind == "categorical" and (inferred == "integer" or dtype.kind in "iu"):
+            out[fast] = [str(int(v)) for v in cells[fast]]
+        else:
+            suspect |= fast
+    elif kind == "boolean":
+        assert numbers is not None
+        if dtype.kind == "b" or inferred == "boolean":
+            numbers[fast] = cells[fast].astype(np.float64)
+        elif inferred == "string":
+            text = pd.Series(cells[fast]).str.strip().str.lower()
+            truth = text.isin(_TRUE).to_numpy()
+            falsity = text.isin(_FALSE).to_numpy()
+            rows = np.flatnonzero(fast)
+            suspect[rows[~(truth | falsity)]] = True
+            numbers[rows[truth]] = 1.0
+            numbers[rows[falsity]] = 0.0
+        else:
+            suspect |= fast
+    elif kind == "datetime":
+        if dtype.kind == "M":
+            out[fast] = cells[fast]
+        elif inferred == "string":
+            parsed = pd.to_datetime(pd.Series(cells[fast]), errors="coerce", format="mixed",
+                                    utc=True)
+            rows = np.flatnonzero(fast)
+            suspect[rows[parsed.isna().to_numpy()]] = True
+            good = rows[parsed.notna().to_numpy()]
+            out[good] = cells[good]
+        else:
+            suspect |= fast
+    else:
+        raise AssertionError(f"unknown feature kind {kind}")
+    rows = np.flatnonzero(suspect)
+    if len(rows):
+        _scalar(feature, cells, rows, out, bad)
+        if numbers is not None:  # the numbers the exact check accepted
+            for row in rows:
+                if int(row) not in bad:
+                    numbers[row] = float(out[row])
+    accepted = given.copy()
+    if bad:
+        accepted[list(bad)] = False
+    return _Column(_frame_column(feature, out, numbers), bad, accepted)
+
+
+def _frame_column(feature: Feature, values: np.ndarray,
+                  numbers: np.ndarray | None) -> np.ndarray:
+    """`to_frame`'s conversion of one feature's canonical values (None where empty)."""
+    if numbers is not None:  # numeric and boolean: float64, NaN where empty
+        return numbers
+    if feature.kind == "datetime":
+        parsed = _parse_datetimes(pd.Series(values, dtype=object))
+        return parsed.to_numpy(dtype="datetime64[ns]")
+    return values  # text: str or None, as _as_text makes it
+
+
+def _drift(feature: Feature, column: _Column, result: ValidatedTable) -> None:
+    accepted = column.accepted
+    count = int(accepted.sum())
+    missing = len(accepted) - count - len(column.bad)
+    if missing:
+        result.missing[feature.name] = missing
+    if not count:
+        return
+    if feature.kind == "numeric":
+        values = column.values[accepted]
+        low, high = feature.minimum, feature.maximum
+        outside = np.zeros(count, dtype=bool)
+        if low is not None:
+            outside |= values < low
+        if high is not None:
+            outside |= values > high
+        if outside.any():
+            result.out_of_range[feature.name] = int(outside.sum())
+    elif (feature.kind == "categorical" and feature.categories is not None
+          and not feature.categories_truncated):
+        values = pd.Series(column.values[accepted], dtype=object, copy=False)
+        unseen = int((~values.isin(feature.categories)).sum())  # a hash table, in C
+        if unseen:
+            result.unseen_categories[feature.name] = unseen
 
 
 def _as_text(col: pd.Series) -> pd.Series:

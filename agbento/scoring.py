@@ -1,24 +1,31 @@
-"""Scoring from the API's side: the call to the model service, and the cache in front.
+"""Scoring from the API's side: the model (one of two topologies), and the cache in front.
 
-`ModelServiceClient` turns what can go wrong on the hop to the batched model service into
-our answers (503 `model_unavailable`, `overloaded`, `model_error`). `CachedScorer` knows
-nothing of HTTP or BentoML: it is handed the function that scores rows and the cache, so a
-unit test can drive it with a stub.
+A `ModelScorer` scores one request's validated rows and says whether the model is ready:
+- split: `ModelServiceClient` calls the batched model service and turns what can go wrong
+  on that hop into our answers (503 `model_unavailable`, `overloaded`, `model_error`);
+- fused: `InProcessModel` holds the predictor in this worker and merges concurrent requests
+  with an `InProcessBatcher`.
+`CachedScorer` knows nothing of HTTP or BentoML: it is handed the function that scores rows
+and the cache, so a unit test can drive it with a stub.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
+import pandas as pd
 from bentoml.exceptions import ServiceUnavailable
 
+from agbento.batching import InProcessBatcher
 from agbento.cache import PredictionCache
 from agbento.errors import ApiError, ErrorCode
-from agbento.inference import ScoredRequest, encode_rows
+from agbento.inference import Group, ScoredRequest, TabularRuntime, encode_group
+from agbento.metrics import MODEL_READY
 from agbento.overload import overloaded
+from agbento.store import ModelCard
 
 # The model service went away under a call (killed, restarting, shutting down): before it
 # answered, or after its headers and before the whole body (a payload error).
@@ -26,16 +33,43 @@ MODEL_GONE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 RETRY_AFTER_S = 1
 
 
+READY_PROBE_S = 5
+
+
+class ModelScorer(Protocol):
+    """What the API needs from the model, whichever topology holds it."""
+
+    async def score(self, rows: Group) -> ScoredRequest: ...
+
+    async def is_ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
 class ModelServiceClient:
-    """Calls the batched `score` endpoint of the model service (a `bentoml.depends` handle)."""
+    """Split: calls the batched `score` endpoint of the model service (a `bentoml.depends`
+    handle's methods, looked up per call: its client has endpoints only once serving)."""
 
     def __init__(self, score: Callable[[list[str]], Awaitable[list[dict[str, Any]]]],
-                 wait_s: float) -> None:
+                 ready: Callable[[float], Awaitable[bool]], wait_s: float) -> None:
         self.remote_score = score
+        self.remote_ready = ready
         self.wait_s = wait_s
 
-    async def score(self, rows: list[list[Any]]) -> ScoredRequest:
-        payload = [encode_rows(rows)]
+    async def is_ready(self) -> bool:
+        """The model service answers its own /readyz within 5 s."""
+        try:
+            async with asyncio.timeout(READY_PROBE_S):
+                return await self.remote_ready(READY_PROBE_S)
+        except Exception:  # noqa: BLE001 - any failure to reach the model means not ready
+            return False
+
+    async def close(self) -> None:
+        """Nothing to release: BentoML closes the dependency's client."""
+
+    async def score(self, rows: Group) -> ScoredRequest:
+        """One request's validated rows (value lists or a typed frame) -> its answer."""
+        payload = [encode_group(rows)]
         try:
             # a crashed model worker is restarted, and until it accepts, calls wait in its
             # socket's backlog: bound that wait rather than stall every client with it
@@ -61,7 +95,38 @@ class ModelServiceClient:
             raise overloaded(f"the model service is saturated ({exc}); retry later") from None
         return ScoredRequest.from_dict(answer).unless_model_broken()
 
-ScoreFn = Callable[[list[list[Any]]], Awaitable[ScoredRequest]]
+
+class InProcessModel:
+    """Fused: the verified, persisted predictor in this API worker; concurrent requests are
+    merged by an `InProcessBatcher` into calls of `TabularRuntime.score_groups`."""
+
+    def __init__(self, runtime: TabularRuntime, max_batch_rows: int) -> None:
+        self.runtime = runtime
+        # looked up per call, so a test may patch the runtime's method
+        self.batcher: InProcessBatcher[Group, ScoredRequest] = InProcessBatcher(
+            lambda groups: self.runtime.score_groups(groups), max_batch_rows)
+
+    @classmethod
+    def load(cls, card: ModelCard, allow_version_mismatch: bool,
+             max_batch_rows: int) -> InProcessModel:
+        """Verify, load, persist and warm up the model (readiness means the warm-up worked)."""
+        runtime = TabularRuntime.load(card, allow_version_mismatch)
+        runtime.warm_up()
+        MODEL_READY.set(1)
+        return cls(runtime, max_batch_rows)
+
+    async def score(self, rows: Group) -> ScoredRequest:
+        return (await self.batcher.score(rows)).unless_model_broken()
+
+    async def is_ready(self) -> bool:
+        """Warmed up, and the model is not broken (this worker's own runtime)."""
+        return self.runtime.ready
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+
+ScoreFn = Callable[[Group], Awaitable[ScoredRequest]]
 
 
 class CachedScorer:
@@ -74,11 +139,17 @@ class CachedScorer:
         self.max_cached_rows = max_cached_rows
         self.background: set[asyncio.Task[Any]] = set()
 
-    async def score(self, rows: list[list[Any]]) -> ScoredRequest | None:
-        """Validated rows (values in schema order) -> one answer per row; None for none."""
-        if not rows:
+    def caches(self, rows: int) -> bool:
+        """Does a request of this many rows go through the cache (its keys need the row
+        path's value lists)?"""
+        return self.cache.enabled and rows <= self.max_cached_rows
+
+    async def score(self, rows: Group) -> ScoredRequest | None:
+        """Validated rows (value lists in schema order, or a typed frame, which the cache
+        does not key) -> one answer per row; None for none."""
+        if not len(rows):
             return None
-        if not self.cache.enabled or len(rows) > self.max_cached_rows:
+        if isinstance(rows, pd.DataFrame) or not self.caches(len(rows)):
             return await self.score_fn(rows)
         keys = self.cache.keys(rows)
         answers = await self.cache.lookup(keys)

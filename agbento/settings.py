@@ -6,9 +6,11 @@ table lists the same variables with the same defaults; a test holds them togethe
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -47,20 +49,28 @@ class Settings(BaseSettings):
         "ignore", description="unknown row fields: listed in ignored_fields, or a 422")
     max_inflight: int = Field(512, ge=1, description="prediction requests in flight per API "
                               "worker; more are refused with 503")
-    max_batch_size: int = Field(1_000, ge=1, description="most requests in one model call")
+    topology: Literal["fused", "split"] = Field(
+        "fused", description="fused: the model in every API worker, requests merged in-process; "
+        "split: one model service behind the API workers")
+    max_batch_size: int = Field(1_000, ge=1, description="most requests (split) or rows (fused) "
+                                "in one model call")
     max_latency_ms: int = Field(10_000, ge=1, description="the batcher's latency budget")
     request_timeout_s: int = Field(60, ge=1, description="BentoML request timeout")
     model_wait_s: int = Field(15, ge=1, description="longest a request waits for the model "
                               "service; past it 503 model_unavailable")
     model_workers: int = Field(1, ge=1, description="processes holding the predictor")
     model_threads: int = Field(1, ge=1, description="OpenMP threads per model worker")
-    api_workers: int = Field(1, ge=1, description="processes validating requests")
+    api_workers: int = Field(0, ge=0, description="processes validating requests (fused: each "
+                             "also holds the model); 0: the usable CPUs (fused), 1 (split)")
     access_log: bool = Field(False, description="BentoML's access log")
     cache_url: str = Field("memory", description="memory, off or redis://...")
     cache_ttl_s: int = Field(3600, ge=1, description="cache entry lifetime")
     cache_timeout_ms: int = Field(50, ge=1, description="deadline of each cache operation")
     cache_memory_mb: int = Field(64, ge=1, description="bound of the in-process cache")
     cache_max_rows: int = Field(100, ge=0, description="larger requests skip the cache")
+    columnar_min_rows: int = Field(
+        200, ge=1, description="requests of this many rows or more are validated and scored "
+        "as columns (fewer: row by row, faster for them)")
     api_keys_file: str = Field("", description="keys file made by python -m agbento.keys")
     require_api_keys: bool = Field(False, description="refuse to start without a keys file")
     rate_limit_rps: int = Field(0, ge=0, description="per-key requests per second (0: off)")
@@ -84,7 +94,7 @@ class Settings(BaseSettings):
     def _trimmed(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("extra_fields", mode="before")
+    @field_validator("topology", "extra_fields", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -101,6 +111,14 @@ class Settings(BaseSettings):
                                                                   "unix://")):
             raise ValueError("use local or redis://...")
         return value
+
+    @model_validator(mode="after")
+    def _workers_follow_topology(self) -> Settings:
+        """Unset, fused runs one API worker per usable CPU, split one API worker."""
+        if self.api_workers == 0:
+            workers = usable_cpus() if self.topology == "fused" else 1
+            object.__setattr__(self, "api_workers", workers)  # frozen: set once, here
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -133,6 +151,41 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}{str(e['loc'][0]).upper()}={e.get('input')!r}: {e['msg']}"
                 for e in exc.errors()
             )) from None
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"),
+                affinity: Callable[[], set[int]] | None = None) -> int:
+    """The CPUs this process may use: the smallest of its CPU affinity and its cgroup's CPU
+    quota (v2 `cpu.max`, or v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), at least 1.
+
+    A pod limited to 2 CPUs on a 64-core node gets 2, not 64 (os.cpu_count() ignores both).
+    """
+    pick = affinity or (lambda: os.sched_getaffinity(0))
+    try:
+        limits = [len(pick())]
+    except (AttributeError, OSError):  # no affinity call on this platform
+        limits = [os.cpu_count() or 1]
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        limits.append(math.floor(quota))  # 1.5 CPUs: 1 worker, not 2 throttled ones
+    return max(1, min(limits))
+
+
+def cgroup_cpu_quota(root: Path) -> float | None:
+    """CPUs granted by the cgroup's CFS quota, or None when unlimited or unreadable."""
+    try:  # cgroup v2: "max 100000" or "200000 100000"
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for v1 in (root / "cpu", root / "cpu,cpuacct", root):
+        try:  # cgroup v1: -1 means unlimited
+            quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+            period_us = int((v1 / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    return None
 
 
 class MappingEnvSource(EnvSettingsSource):

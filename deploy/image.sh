@@ -8,7 +8,8 @@
 # sources), Python wheels downloaded on the host and mounted at build time, buildah with
 # private vfs storage and chroot isolation. The smoke test starts the image with
 # `buildah run`, waits for /readyz, calls /predict and /model/info with an API key, checks
-# the server runs as a non-root user, sends SIGTERM and checks a clean exit. Everything it
+# the server runs as a non-root user and fused (API workers only, no model service), sends
+# SIGTERM and checks a clean exit. Everything it
 # writes lives under WORK (default /tmp/agbento-image, about 3 GB) and is removed at the
 # end unless KEEP=1.
 set -euo pipefail
@@ -135,15 +136,23 @@ curl -sf "http://127.0.0.1:$PORT/model/info" -H "X-API-Key: $KEY" | grep -q '"la
 STATUS=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/predict" \
   -H 'content-type: application/json' -d "{\"data\": [$ROW]}")
 [ "$STATUS" = 401 ] || { echo "a request without a key got $STATUS"; exit 1; }
-# the server processes and their user, as the host sees them
-SERVE_PIDS=$(pgrep -f "bentoml serve.*--port $PORT|_bentoml_impl.worker" || true)
-[ -n "$SERVE_PIDS" ] || { echo "no server process found"; exit 1; }
+# the server processes and their user, as the host sees them: the arbiter and its workers
+# only (other BentoML servers may run on the host)
+ARBITER=$(pgrep -f "bentoml serve.*--port $PORT" | head -1 || true)
+[ -n "$ARBITER" ] || { echo "no server process found"; exit 1; }
+SERVE_PIDS="$ARBITER $(pgrep -P "$ARBITER" | tr '\n' ' ')"
 for pid in $SERVE_PIDS; do
   uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo gone)
   [ "$uid" = gone ] || [ "$uid" != 0 ] || { echo "process $pid runs as root"; exit 1; }
 done
-say "runs as uid $(awk '/^Uid:/ {print $2}' "/proc/$(echo "$SERVE_PIDS" | head -1)/status")"
-ARBITER=$(pgrep -f "bentoml serve.*--port $PORT" | head -1)
+say "runs as uid $(awk '/^Uid:/ {print $2}' "/proc/$ARBITER/status")"
+# the image's default topology is fused (bentofile.yaml): API workers only, no model service
+WORKERS=$(pgrep -P "$ARBITER" -f -- "--service-name agbento " | wc -l)
+[ "$WORKERS" -ge 1 ] || { echo "no API worker process found"; exit 1; }
+if pgrep -P "$ARBITER" -f -- "--service-name agbento-model" >/dev/null; then
+  echo "a model-service process runs: the image does not serve fused"; exit 1
+fi
+say "fused: $WORKERS API workers, no model service"
 kill -TERM "$ARBITER"
 STOP=$SECONDS
 ( sleep $((DRAIN_S + 40)); kill -KILL "$SERVER_PID" 2>/dev/null ) & WATCHDOG=$!

@@ -37,30 +37,38 @@ def tiny_models() -> TinyModels:
     return train_tiny_models()
 
 
+@pytest.fixture(scope="session", params=["fused", "split"])
+def topology(request: pytest.FixtureRequest) -> str:
+    """Every test of a session server runs against both topologies (AGBENTO_TOPOLOGY);
+    pytest groups the tests by topology, so one set of servers runs at a time."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def multiclass_server(tiny_models: TinyModels) -> BentoServer:
+def multiclass_server(tiny_models: TinyModels, topology: str) -> BentoServer:
     limits = {"AGBENTO_MAX_ROWS": str(MAX_ROWS), "AGBENTO_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
-    with start_server(ROOT, tiny_models.multiclass.tag, **limits) as server:
+    with start_server(ROOT, tiny_models.multiclass.tag, AGBENTO_TOPOLOGY=topology,
+                      **limits) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def binary_server(tiny_models: TinyModels) -> BentoServer:
-    with start_server(ROOT, tiny_models.binary.tag) as server:
+def binary_server(tiny_models: TinyModels, topology: str) -> BentoServer:
+    with start_server(ROOT, tiny_models.binary.tag, AGBENTO_TOPOLOGY=topology) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def regression_server(tiny_models: TinyModels) -> BentoServer:
-    with start_server(ROOT, tiny_models.regression.tag) as server:
+def regression_server(tiny_models: TinyModels, topology: str) -> BentoServer:
+    with start_server(ROOT, tiny_models.regression.tag, AGBENTO_TOPOLOGY=topology) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
-def loose_server(tiny_models: TinyModels) -> BentoServer:
+def loose_server(tiny_models: TinyModels, topology: str) -> BentoServer:
     """Serves a model whose schema lets through text the predictor cannot score."""
     card = loose_schema_model(tiny_models.multiclass, "bill_length_mm")
-    with start_server(ROOT, card.tag) as server:
+    with start_server(ROOT, card.tag, AGBENTO_TOPOLOGY=topology) as server:
         yield server
 
 

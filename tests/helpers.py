@@ -60,10 +60,11 @@ def total(samples: dict[str, list[Sample]], name: str, **labels: str) -> float:
 
 
 def adaptive_batches(url: str) -> tuple[float, float]:
-    """(rows, model calls) the model service has seen, from BentoML's own histogram."""
+    """(requests, merged model calls) the model has seen, in either topology (our histogram,
+    recorded by TabularRuntime.score_groups wherever the model lives)."""
     samples = metric_samples(url)
-    return (total(samples, "bentoml_service_adaptive_batch_size_sum"),
-            total(samples, "bentoml_service_adaptive_batch_size_count"))
+    return (total(samples, "agbento_batch_requests_sum"),
+            total(samples, "agbento_batch_requests_count"))
 
 
 def card_without_model(problem_type: str = "multiclass", tag: str = "unit:1") -> ModelCard:

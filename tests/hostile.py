@@ -104,3 +104,29 @@ def csv_long_line(chars: int) -> bytes:
 
 def csv_field_name(chars: int) -> bytes:
     return b"island,year," + b"k" * chars + b"\nDream,2008,1\n"
+
+
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def arrow_bytes(table: pa.Table, compression: str | None = None) -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def arrow_of_long_strings(rows: int, chars: int) -> bytes:
+    """One long string in the stream's dictionary, repeated on every row: a tiny body."""
+    return arrow_bytes(pa.table({"island": pa.repeat("x" * chars, rows).dictionary_encode()}))
+
+
+def arrow_of_compressed_zeros(rows: int) -> bytes:
+    """A zstd-compressed batch that would decompress to 8 bytes a row."""
+    return arrow_bytes(pa.table({"year": pa.repeat(0, rows).cast(pa.int64())}), "zstd")
+
+
+def arrow_of_rows(rows: int) -> bytes:
+    """Rows of a null-typed column: no buffers at all, only a length."""
+    return arrow_bytes(pa.table({"year": pa.nulls(rows)}))

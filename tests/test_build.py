@@ -37,12 +37,15 @@ def test_build_then_serve_the_bento(tiny_models: TinyModels) -> None:
     assert {"src/service.py", "src/agbento/schema.py"} <= files
     assert not any(f.startswith("src/tests/") for f in files)
 
-    # The Bento serves from its own copy of the code (its src/), not from the project tree.
-    with start_server(ROOT, tag, target=bento.path) as server:
-        row = tiny_models.binary.examples[0]
-        response = httpx.post(f"{server.url}/predict", json={"data": [row]}, timeout=30)
-        assert response.status_code == 200, response.text
-        assert response.json()["model"]["tag"] == tag
+    # The Bento serves from its own copy of the code (its src/), not from the project tree,
+    # in either topology.
+    for topology in ("fused", "split"):
+        with start_server(ROOT, tag, target=bento.path, AGBENTO_TOPOLOGY=topology) as server:
+            row = tiny_models.binary.examples[0]
+            response = httpx.post(f"{server.url}/predict", json={"data": [row]}, timeout=30)
+            assert response.status_code == 200, (topology, response.text)
+            assert response.json()["model"]["tag"] == tag
+            assert ("agbento-model" in server.log()) == (topology == "split")
 
 
 # Core dependencies the served Bento does not need, and why.

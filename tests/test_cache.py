@@ -147,7 +147,8 @@ def test_redis_cache_end_to_end(tiny_models: TinyModels, api_keys: ApiKeys) -> N
 @pytest.mark.integration
 def test_redis_dies_mid_traffic_and_comes_back(tiny_models: TinyModels) -> None:
     port = free_port()
-    env = {"AGBENTO_CACHE_URL": f"redis://127.0.0.1:{port}/0"}
+    # one API worker: the counts below are one process's, through one connection pool
+    env = {"AGBENTO_CACHE_URL": f"redis://127.0.0.1:{port}/0", "AGBENTO_API_WORKERS": "1"}
     rows = [{**GOOD, "body_mass_g": 3500.5 + i % 20} for i in range(300)]
     with start_server(ROOT, tiny_models.multiclass.tag, **env) as server:
         with redis_server(port) as redis_process:

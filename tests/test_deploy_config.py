@@ -136,6 +136,11 @@ def test_kubernetes_manifests_validate(overlay: str) -> None:
     assert int(drain) + 5 < pod["terminationGracePeriodSeconds"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/home/bentoml/prometheus_multiproc_dir" in mounts and "/tmp" in mounts
+    config = next(d for d in docs if d["kind"] == "ConfigMap"
+                  and d["metadata"]["name"].startswith("agbento-config"))["data"]
+    # fused: one API worker (each holding the model) per requested CPU
+    assert config["AGBENTO_TOPOLOGY"] == "fused"
+    assert int(config["AGBENTO_API_WORKERS"]) == int(container["resources"]["requests"]["cpu"])
 
 
 def test_prometheus_rule_matches_alerts_file() -> None:

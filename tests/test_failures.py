@@ -91,7 +91,10 @@ class InProcess:
     def runtime(self) -> TabularRuntime:
         import bentoml
 
-        return bentoml.get_current_service().scorer.runtime
+        service = bentoml.get_current_service()
+        if get_settings().topology == "split":  # the dependency, in-process here
+            return service.model_service.runtime
+        return service.model_scorer.runtime  # fused: this worker's own
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +155,7 @@ FAULTS: dict[str, Callable[[pytest.MonkeyPatch, ModuleType], None]] = {
     "cache": lambda mp, svc: mp.setattr(PredictionCache, "lookup", araising),
     "metrics": lambda mp, svc: mp.setattr(svc, "observe_inputs", raising),
     "prediction log": lambda mp, svc: mp.setattr(PredictionSampler, "maybe_log", raising),
-    "model call": lambda mp, svc: mp.setattr(TabularRuntime, "score_requests", raising),
+    "model call": lambda mp, svc: mp.setattr(TabularRuntime, "score_groups", raising),
     # before our handler's try: BentoML's own handler answers its bare 500
     "bentoml app": lambda mp, svc: mp.setattr(svc, "request_id_from", raising),
 }
@@ -303,12 +306,14 @@ def test_a_bare_500_from_inside_is_answered_in_our_shape() -> None:
 
 
 @pytest.fixture(scope="module")
-def chaos_server(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[BentoServer]:
+def chaos_server(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory,
+                 topology: str) -> Iterator[BentoServer]:
     flag = tmp_path_factory.mktemp("chaos") / "model-is-broken"
     path = os.pathsep.join(p for p in (str(CHAOS), os.environ.get("PYTHONPATH", "")) if p)
+    # one worker: in fused, each worker finds its own model broken (and /readyz asks one)
     with start_server(ROOT, tiny_models.multiclass.tag, PYTHONPATH=path,
-                      CHAOS_MODEL_FLAG=str(flag)) as server:
+                      CHAOS_MODEL_FLAG=str(flag), AGBENTO_TOPOLOGY=topology,
+                      AGBENTO_API_WORKERS="1") as server:
         server.flag = flag  # type: ignore[attr-defined]
         yield server
 

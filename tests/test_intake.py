@@ -27,6 +27,7 @@ from tests import hostile
 JSON = "application/json"
 CSV = "text/csv"
 PARQUET = hostile.PARQUET
+ARROW = hostile.ARROW
 MAX_ROWS = 50
 MAX_BODY_BYTES = 200_000
 
@@ -109,6 +110,20 @@ def test_number_literals_up_to_the_bound_parse() -> None:
         (PARQUET, hostile.parquet_bytes(pa.table({"island": ["x" * 500_000]})), 413,
          "decoded_too_large"),
         (PARQUET, b"PAR1" + b"\0" * 100 + b"PAR1", 400, "invalid_parquet"),
+        (ARROW, hostile.arrow_of_rows(MAX_ROWS + 1), 413, "too_many_rows"),
+        (ARROW, hostile.arrow_bytes(pa.table({f"c{i}": [0] for i in range(1_001)})), 413,
+         "too_many_columns"),
+        (ARROW, hostile.arrow_bytes(pa.table({"k" * 300: [1]})), 400, "field_name_too_long"),
+        (ARROW, hostile.arrow_of_long_strings(MAX_ROWS, 100_000), 413, "decoded_too_large"),
+        (ARROW, hostile.arrow_of_compressed_zeros(10), 400, "invalid_arrow"),
+        (ARROW, hostile.arrow_bytes(pa.table({"year": pa.array([[1, 2]])})), 400,
+         "invalid_arrow"),
+        (ARROW, hostile.arrow_bytes(pa.Table.from_arrays([pa.array([1]), pa.array([2])],
+                                                         names=["year", "year"])),
+         400, "invalid_arrow"),
+        (ARROW, b"\xff\xff\xff\xff" + b"\0" * 100, 400, "invalid_arrow"),
+        (ARROW, hostile.arrow_bytes(pa.table({"year": pa.array([], pa.int64())})), 400,
+         "empty_data"),
         (PARQUET, hostile.parquet_bytes(pa.Table.from_arrays([pa.array([1]), pa.array([2])],
                                                              names=["year", "year"])),
          400, "invalid_parquet"),
@@ -295,3 +310,74 @@ def test_the_middleware_answers_the_reported_attacks_4xx() -> None:
                                (JSON, hostile.json_number(50_000)),
                                (JSON, hostile.json_field_name(100_000))]:
         assert 400 <= call_middleware(content_type, body) < 500
+
+
+# -- orjson for large bodies: the same document as json with the hooks, or json decides ------
+
+json_cells = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-10**25, max_value=10**25),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6),
+    st.sampled_from(['a"b', "10:00", "k" * 300, "\\", "\ud800"]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(),
+                                                          max_size=2),
+)
+json_rows = st.lists(st.dictionaries(st.sampled_from(["year", "island", "k" * 300, "a:b"]),
+                                     json_cells, max_size=4), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=json_rows, duplicate=st.booleans(), filler=st.integers(0, 5_000))
+def test_fast_json_parse_is_json_or_declines(rows: list[dict[str, Any]], duplicate: bool,
+                                             filler: int) -> None:
+    from agbento.intake import _NOT_FAST, _BoundedJson, _parse_fast
+
+    text = json.dumps({"data": rows, "on_error": "skip" + " " * filler})
+    if duplicate and rows and rows[0]:
+        text = text.replace('{"data": [{', '{"data": [{"year": 1, ', 1)
+    raw = text.encode()
+    try:
+        expected: Any = json.loads(raw, object_pairs_hook=_BoundedJson(BOUNDS).object)
+    except ApiError:
+        expected = None
+    fast = _parse_fast(raw, BOUNDS)
+    if fast is not _NOT_FAST:
+        assert expected is not None
+        assert fast == expected
+        assert [[type(v) for v in r.values()] for r in fast["data"]] == [
+            [type(v) for v in r.values()] for r in expected["data"]]
+
+
+csv_cells = st.one_of(st.sampled_from(["", "NA", "null", "Dream", "2008", " 1 ", '"q"', "a,b",
+                                       "two\nlines", "x\r\ny", "\ufeff", "é"]),
+                      st.text(alphabet='ab,"\n\r 1', max_size=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.lists(st.sampled_from(["island", "year", "", "sex", "a b"]), min_size=1,
+                       max_size=4),
+       cells=st.lists(st.lists(csv_cells, min_size=0, max_size=5), max_size=6),
+       raw_text=st.booleans())
+def test_csv_columns_read_as_the_streaming_reader(header: list[str], cells: list[list[str]],
+                                                  raw_text: bool) -> None:
+    """The C reader (pyarrow) either declines or reads what the csv module reads."""
+    import csv as csv_module
+
+    from agbento.columns import RequestTable, read_csv_columns
+    from agbento.intake import records_from_csv
+
+    out = io.StringIO()
+    if raw_text:  # unquoted, as many files are
+        out.write(",".join(header) + "\n" + "\n".join(",".join(r) for r in cells) + "\n")
+    else:
+        writer = csv_module.writer(out)
+        writer.writerow(header)
+        writer.writerows(cells)
+    raw = out.getvalue().encode()
+    try:
+        expected: Any = records_from_csv(raw, BOUNDS)
+    except ApiError as error:
+        expected = error.code
+    columns = read_csv_columns(raw, BOUNDS)
+    if columns is None:
+        return
+    assert RequestTable(columns, len(columns)).records() == expected

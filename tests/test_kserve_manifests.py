@@ -92,6 +92,8 @@ def test_runtime_matches_the_service_and_the_base_deployment() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["AGBENTO_REQUIRE_API_KEYS"] == "true"
     assert env["AGBENTO_SERVED_MODEL_NAME"] == "{{.Name}}"
+    assert env["AGBENTO_TOPOLOGY"] == "fused"
+    assert int(env["AGBENTO_API_WORKERS"]) == int(container["resources"]["requests"]["cpu"])
     args = container["args"]
     port = int(args[args.index("--port") + 1])
     assert container["ports"][0]["containerPort"] == port

@@ -41,6 +41,10 @@ HOSTILE: dict[str, tuple[str, Callable[[], bytes]]] = {
         hostile.PARQUET, lambda: hostile.parquet_of_long_strings(MAX_ROWS, 1_000_000)),
     "parquet of 3,000 columns": (hostile.PARQUET, lambda: hostile.parquet_of_columns(3_000)),
     "parquet of long lists": (hostile.PARQUET, lambda: hostile.parquet_of_lists(10, 1_000_000)),
+    "arrow of 20M rows": (hostile.ARROW, lambda: hostile.arrow_of_rows(20_000_000)),
+    "arrow of long repeated strings": (
+        hostile.ARROW, lambda: hostile.arrow_of_long_strings(MAX_ROWS, 1_000_000)),
+    "arrow compressed": (hostile.ARROW, lambda: hostile.arrow_of_compressed_zeros(50_000_000)),
     "csv of many rows": (CSV, lambda: hostile.csv_of_rows(MAX_BODY_BYTES // 12)),
     "csv of many columns": (CSV, lambda: hostile.csv_of_columns(MAX_BODY_BYTES // 16)),
     "csv long line": (CSV, lambda: hostile.csv_long_line(MAX_BODY_BYTES - 100)),

@@ -97,7 +97,10 @@ def client(*outcomes: Any, wait_s: float = 5) -> tuple[ModelServiceClient, list[
             await asyncio.sleep(60)
         return [outcome]
 
-    return ModelServiceClient(remote, wait_s), sent
+    async def ready(timeout: float) -> bool:
+        return True
+
+    return ModelServiceClient(remote, ready, wait_s), sent
 
 
 GOOD_ANSWER = ScoredRequest("[1]", "null").to_dict()
@@ -129,3 +132,20 @@ def test_what_goes_wrong_on_the_hop_is_a_503_with_retry_after(outcomes: tuple,
         asyncio.run(model.score([["a", 1]]))
     assert caught.value.code == ErrorCode(code) and caught.value.status == 503
     assert caught.value.retry_after_s
+
+
+def test_readiness_is_the_model_services_answer_and_false_when_it_cannot_be_asked() -> None:
+    async def ready(timeout: float) -> bool:
+        return True
+
+    async def not_ready(timeout: float) -> bool:
+        return False
+
+    async def unreachable(timeout: float) -> bool:
+        raise aiohttp.ClientConnectionError("gone")
+
+    async def run() -> list[bool]:
+        return [await ModelServiceClient(client()[0].remote_score, probe, 1).is_ready()
+                for probe in (ready, not_ready, unreachable)]
+
+    assert asyncio.run(run()) == [True, False, False]

@@ -175,8 +175,9 @@ def test_logs_are_json_and_hold_no_secret(secured_server: BentoServer,
 
 @pytest.mark.integration
 def test_rate_limit_per_key(tiny_models: TinyModels, api_keys: ApiKeys) -> None:
+    # one API worker: a local limit is divided among the workers
     env = {"AGBENTO_API_KEYS_FILE": str(api_keys.file), "AGBENTO_RATE_LIMIT_RPS": "1",
-           "AGBENTO_RATE_LIMIT_BURST": "3"}
+           "AGBENTO_RATE_LIMIT_BURST": "3", "AGBENTO_API_WORKERS": "1"}
     with start_server(ROOT, tiny_models.multiclass.tag, **env) as server:
         statuses = [call(server, "POST", "/predict", api_keys.keys["scorer"]).status_code
                     for _ in range(6)]

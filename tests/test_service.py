@@ -9,9 +9,11 @@ from typing import Any
 import bentoml
 import httpx
 import pandas as pd
+import psutil
 import pytest
 from autogluon.tabular import TabularPredictor
 
+from agbento.settings import usable_cpus
 from agbento.store import ModelCard
 from tests.helpers import adaptive_batches, penguin_rows
 from tests.servers import BentoServer
@@ -161,6 +163,26 @@ def test_concurrent_single_rows_merge_into_fewer_model_calls(
     assert rows_after - rows_before == 64
     # 64 concurrent requests: batching must have merged some of them
     assert calls_after - calls_before < 64
+
+
+def served_services(server: BentoServer) -> list[str]:
+    """The `--service-name` of every worker process under `bentoml serve`."""
+    names = []
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        args = child.cmdline()
+        if "--service-name" in args:
+            names.append(args[args.index("--service-name") + 1])
+    return sorted(names)
+
+
+def test_fused_serves_no_model_service_process(multiclass_server: BentoServer,
+                                               topology: str) -> None:
+    services = served_services(multiclass_server)
+    if topology == "fused":  # the model in every API worker, one per usable CPU
+        assert services == ["agbento"] * usable_cpus()
+        assert "agbento-model" not in multiclass_server.log()
+    else:
+        assert services == ["agbento", "agbento-model"]
 
 
 def test_metrics_endpoint_counts_requests(multiclass_server: BentoServer) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agbento.settings import DEMO_MODEL_NAME, Settings, SettingsError, variables
+from agbento.settings import DEMO_MODEL_NAME, Settings, SettingsError, usable_cpus, variables
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -82,3 +82,37 @@ def test_readme_lists_every_variable_with_its_default() -> None:
             assert cell.startswith("(none"), (name, cell)
         else:
             assert cell.split("`")[1] == rendered(default), (name, cell, default)
+
+
+def cgroup(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("files", "cpus"), [
+    ({}, 8),  # no cgroup files: the affinity
+    ({"cpu.max": "max 100000\n"}, 8),  # v2, unlimited
+    ({"cpu.max": "200000 100000\n"}, 2),  # v2: a pod with 2 CPUs on a bigger node
+    ({"cpu.max": "150000 100000\n"}, 1),  # 1.5 CPUs: one worker, not two throttled ones
+    ({"cpu.max": "50000 100000\n"}, 1),  # at least one
+    ({"cpu.max": "1600000 100000\n"}, 8),  # a quota above the affinity: the affinity
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # v1
+    ({"cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 8),
+    ({"cpu.max": "garbage"}, 8),  # unreadable: ignored
+])
+def test_usable_cpus_is_the_smallest_of_affinity_and_cgroup_quota(
+        tmp_path: Path, files: dict[str, str], cpus: int) -> None:
+    assert usable_cpus(cgroup(tmp_path, files), affinity=lambda: set(range(8))) == cpus
+    assert usable_cpus(cgroup(tmp_path, files), affinity=lambda: {3}) == 1
+
+
+def test_api_workers_follow_the_topology_unless_set() -> None:
+    assert Settings.from_env({}).topology == "fused"
+    assert Settings.from_env({"AGBENTO_TOPOLOGY": "fused"}).api_workers == usable_cpus()
+    assert Settings.from_env({"AGBENTO_TOPOLOGY": " Split "}).api_workers == 1
+    assert Settings.from_env({"AGBENTO_TOPOLOGY": "fused",
+                              "AGBENTO_API_WORKERS": "3"}).api_workers == 3
+    with pytest.raises(SettingsError, match="AGBENTO_TOPOLOGY"):
+        Settings.from_env({"AGBENTO_TOPOLOGY": "both"})

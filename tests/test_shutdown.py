@@ -102,7 +102,9 @@ def test_a_readiness_probe_the_model_misses_does_not_hold_shutdown(
     up, or stopped here) raised inside BentoML's timeout middleware, which then held the
     request until the request timeout; uvicorn's shutdown waits for every request. Now the
     probe answers 503, and SIGTERM needs no safety net."""
-    env = {"AGBENTO_REQUEST_TIMEOUT_S": "600", "AGBENTO_SHUTDOWN_TIMEOUT_S": "30"}
+    # split: the probe that misses is the API's call to the model service
+    env = {"AGBENTO_REQUEST_TIMEOUT_S": "600", "AGBENTO_SHUTDOWN_TIMEOUT_S": "30",
+           "AGBENTO_TOPOLOGY": "split"}
     with start_server(ROOT, tiny_models.multiclass.tag, **env) as server:
         model = next(child for child in psutil.Process(server.process.pid).children()
                      if "agbento-model" in child.cmdline())

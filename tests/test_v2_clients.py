@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def v2_server(tiny_models: TinyModels, api_keys: ApiKeys) -> Iterator[BentoServer]:
     limits = {"AGBENTO_MAX_ROWS": str(MAX_ROWS), "AGBENTO_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+    # one API worker: the in-memory cache V2 and /predict share is per worker
     with start_server(ROOT, tiny_models.multiclass.tag, AGBENTO_API_KEYS_FILE=str(api_keys.file),
-                      **limits) as server:
+                      AGBENTO_API_WORKERS="1", **limits) as server:
         yield server
 
 
