@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from agbento.errors import ApiError, ErrorCode
@@ -116,12 +117,12 @@ class ScoredRequest:
     # Parsed once per request, for whoever needs the values (cache, placement, metrics).
     @cached_property
     def prediction_values(self) -> list[Any]:
-        return json.loads(self.predictions)
+        return orjson.loads(self.predictions)
 
     @cached_property
     def probability_values(self) -> list[Any]:
         """Per row class->p (None for regression rows)."""
-        return json.loads(self.probabilities) or [None] * len(self.prediction_values)
+        return orjson.loads(self.probabilities) or [None] * len(self.prediction_values)
 
     def per_row(self) -> list[dict[str, Any] | None]:
         """{"p": prediction, "q": probabilities} per row; None where the model failed."""
