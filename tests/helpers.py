@@ -1,7 +1,13 @@
-"""What several test files share: a good row, penguin rows and files, reading /metrics."""
+"""What several test files share: a good row, penguin rows and files, reading /metrics,
+running the batch client."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +16,7 @@ import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from agbento.inference import TabularRuntime
 from agbento.schema import Feature, FeatureSchema, LabelInfo, json_records
 from agbento.store import ModelCard
 from agbento.training import demo_table
@@ -82,3 +89,75 @@ def card_without_model(problem_type: str = "multiclass", tag: str = "unit:1") ->
     return ModelCard(tag=tag, labels={}, path=Path("."), metadata={
         "schema": schema.to_dict(), "problem_type": problem_type, "eval_metric": "accuracy",
         "examples": examples})
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def batch(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen:
+    """`python -m agbento.batch ARGS --quiet`, run to the end or (wait=False) started."""
+    command = [sys.executable, "-m", "agbento.batch", *args, "--quiet"]
+    if not wait:
+        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def summary(stderr: str) -> dict:
+    """The batch client's JSON summary (its last line on stderr)."""
+    return json.loads(stderr.strip().splitlines()[-1])
+
+
+def wait_for_parts(parts: Path, at_least: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list(parts.glob("*.out.parquet"))) < at_least:
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.05)
+
+
+def interrupt_and_resume(args: list[str], output: Path) -> tuple[int, dict[str, Any]]:
+    """Run the batch client, Ctrl-C it once 10 chunks are done, run it again to the end:
+    (chunks finished before the interruption, the second run's summary)."""
+    parts = output.with_name(output.name + ".parts")
+    client = batch(*args, wait=False)
+    wait_for_parts(parts, 10)
+    client.send_signal(signal.SIGINT)
+    _, stderr = client.communicate(timeout=60)
+    assert client.returncode == 130, stderr[-2000:]
+    assert not output.exists()
+    manifest = json.loads((parts / "manifest.json").read_text())
+    assert manifest["model"]
+    done = len(list(parts.glob("*.out.parquet")))
+    result = batch(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not parts.exists()
+    return done, {**summary(result.stderr), "model": manifest["model"]}
+
+
+# A stand-in predictor for TabularRuntime (as KServe tests its model servers).
+POISON = 31.0  # a bill length the stand-in model cannot score
+
+
+class StandInPredictor:
+    """P(Gentoo) grows with bill length; a poisoned row, or a broken model, raises."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.broken = False
+
+    def predict_proba(self, frame: pd.DataFrame, as_multiclass: bool = True) -> pd.DataFrame:
+        self.calls += 1
+        if self.broken or (frame["bill_length_mm"] == POISON).any():
+            raise ValueError("cannot score this")
+        gentoo = (frame["bill_length_mm"].fillna(45.0) / 100).to_numpy()
+        return pd.DataFrame({"Adelie": 1 - gentoo, "Gentoo": gentoo}, index=frame.index)
+
+    def predict_from_proba(self, proba: pd.DataFrame) -> pd.Series:
+        return proba.idxmax(axis=1)
+
+
+def runtime() -> tuple[TabularRuntime, StandInPredictor]:
+    predictor = StandInPredictor()
+    runtime = TabularRuntime(card_without_model(), predictor, retry_s=0.05)
+    runtime.warm_up()
+    return runtime, predictor

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,24 +10,12 @@ import pandas as pd
 import pytest
 from autogluon.tabular import TabularPredictor
 
-from tests.helpers import penguin_file
+from tests.helpers import batch, interrupt_and_resume, penguin_file, summary, wait_for_parts
 from tests.servers import BentoServer, free_port, start_server
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
-
-
-def batch(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen:
-    command = [sys.executable, "-m", "agbento.batch", *args, "--quiet"]
-    if not wait:
-        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def summary(stderr: str) -> dict:
-    return json.loads(stderr.strip().splitlines()[-1])
 
 
 def expected(card_path: Path, frame: pd.DataFrame, schema) -> pd.Series:  # noqa: ANN001
@@ -102,13 +86,6 @@ def test_dry_run_checks_the_file_and_sends_nothing(
     assert not (tmp_path / "out.csv").exists()
 
 
-def wait_for_parts(parts: Path, at_least: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while len(list(parts.glob("*.out.parquet"))) < at_least:
-        assert time.monotonic() < deadline, "no progress"
-        time.sleep(0.05)
-
-
 def test_server_killed_and_restarted_mid_run(tiny_models: TinyModels, tmp_path: Path) -> None:
     frame = penguin_file(tmp_path / "in.parquet", 60_000, seed=1)
     out = tmp_path / "out.parquet"
@@ -138,18 +115,8 @@ def test_interrupted_run_resumes_without_rescoring(
     out = tmp_path / "out.parquet"
     args = [str(tmp_path / "in.parquet"), str(out), "--url", multiclass_server.url,
             "--id-column", "penguin_id", "--chunk-rows", "500", "--concurrency", "1"]
-    client = batch(*args, wait=False)
-    wait_for_parts(tmp_path / "out.parquet.parts", 10)
-    client.send_signal(signal.SIGINT)
-    _, stderr = client.communicate(timeout=60)
-    assert client.returncode == 130, stderr[-2000:]
-    assert not out.exists()
-    done = len(list((tmp_path / "out.parquet.parts").glob("*.out.parquet")))
-    result = batch(*args)
-    assert result.returncode == 0, result.stderr[-2000:]
-    facts = summary(result.stderr)
+    done, facts = interrupt_and_resume(args, out)
     assert facts["chunks_resumed"] == done >= 10
     assert facts["scored_now"] == 60_000 - 500 * done
     scored = pd.read_parquet(out)
-    assert scored["penguin_id"].tolist() == frame["penguin_id"].tolist()
-    assert not (tmp_path / "out.parquet.parts").exists()
+    assert scored["penguin_id"].tolist() == frame["penguin_id"].tolist()  # exactly once

@@ -3,8 +3,6 @@ a resumed in-process run."""
 
 from __future__ import annotations
 
-import json
-import signal
 from pathlib import Path
 
 import bentoml
@@ -15,9 +13,8 @@ import pytest
 
 from agbento.batch import main
 from agbento.schema import json_value
-from tests.helpers import penguin_file
+from tests.helpers import interrupt_and_resume, penguin_file
 from tests.servers import BentoServer
-from tests.test_batch import batch, summary, wait_for_parts
 from tests.tiny_models import TinyModels, loose_schema_model
 
 pytestmark = pytest.mark.integration
@@ -121,18 +118,8 @@ def test_an_interrupted_local_run_resumes_without_rescoring(
     out = tmp_path / "out.parquet"
     args = [str(tmp_path / "in.parquet"), str(out), "--local", tiny_models.multiclass.tag,
             "--id-column", "penguin_id", "--chunk-rows", "40", "--concurrency", "1"]
-    client = batch(*args, wait=False)
-    wait_for_parts(tmp_path / "out.parquet.parts", 10)
-    client.send_signal(signal.SIGINT)
-    _, stderr = client.communicate(timeout=60)
-    assert client.returncode == 130, stderr[-2000:]
-    assert not out.exists()
-    manifest = json.loads((tmp_path / "out.parquet.parts" / "manifest.json").read_text())
-    assert manifest["model"] == tiny_models.multiclass.tag
-    done = len(list((tmp_path / "out.parquet.parts").glob("*.out.parquet")))
-    result = batch(*args)
-    assert result.returncode == 0, result.stderr[-2000:]
-    facts = summary(result.stderr)
+    done, facts = interrupt_and_resume(args, out)
+    assert facts["model"] == tiny_models.multiclass.tag
     assert facts["chunks_resumed"] == done >= 10
     assert facts["scored_now"] == 40_000 - 40 * done
     scored = pd.read_parquet(out)

@@ -13,7 +13,7 @@ import pytest
 from agbento.batching import InProcessBatcher
 from agbento.errors import ApiError, ErrorCode
 from agbento.scoring import InProcessModel
-from tests.test_runtime import POISON, runtime
+from tests.helpers import POISON, runtime
 
 
 class Recorder:

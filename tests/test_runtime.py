@@ -6,37 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-import pandas as pd
-
-from agbento.inference import TabularRuntime, encode_frame, encode_rows
-from tests.helpers import card_without_model
-
-POISON = 31.0  # a bill length the stand-in model cannot score
-
-
-class StandInPredictor:
-    """P(Gentoo) grows with bill length; a poisoned row, or a broken model, raises."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.broken = False
-
-    def predict_proba(self, frame: pd.DataFrame, as_multiclass: bool = True) -> pd.DataFrame:
-        self.calls += 1
-        if self.broken or (frame["bill_length_mm"] == POISON).any():
-            raise ValueError("cannot score this")
-        gentoo = (frame["bill_length_mm"].fillna(45.0) / 100).to_numpy()
-        return pd.DataFrame({"Adelie": 1 - gentoo, "Gentoo": gentoo}, index=frame.index)
-
-    def predict_from_proba(self, proba: pd.DataFrame) -> pd.Series:
-        return proba.idxmax(axis=1)
-
-
-def runtime() -> tuple[TabularRuntime, StandInPredictor]:
-    predictor = StandInPredictor()
-    runtime = TabularRuntime(card_without_model(), predictor, retry_s=0.05)
-    runtime.warm_up()
-    return runtime, predictor
+from agbento.inference import encode_frame, encode_rows
+from tests.helpers import POISON, runtime
 
 
 def rows(*lengths: float) -> str:
