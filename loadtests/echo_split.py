@@ -17,11 +17,14 @@ from typing import Any
 
 import bentoml
 
+from agbento.settings import Settings
+
 API_WORKERS = int(os.environ.get("ECHO_API_WORKERS", "1"))
 MODEL_WORKERS = int(os.environ.get("ECHO_MODEL_WORKERS", "1"))
-# service.py's defaults (agbento/settings.py: max_batch_size, max_latency_ms)
-MAX_BATCH_SIZE = 1_000
-MAX_LATENCY_MS = 10_000
+# the batcher settings service.py gets by default (its only knobs a bare echo keeps)
+DEFAULTS = Settings.model_fields
+MAX_BATCH_SIZE: int = DEFAULTS["max_batch_size"].default
+MAX_LATENCY_MS: int = DEFAULTS["max_latency_ms"].default
 
 
 @bentoml.service(
