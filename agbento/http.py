@@ -6,8 +6,8 @@ refuse a request need nothing of the model, the store or the contract.
 
 from __future__ import annotations
 
+import random
 import re
-import uuid
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -25,7 +25,9 @@ def request_id_from(headers: Any) -> str:
     given = headers.get(REQUEST_ID_HEADER) if headers is not None else None
     if given and _REQUEST_ID_OK.match(given):
         return given
-    return uuid.uuid4().hex
+    # 128 random bits as uuid4().hex writes them, without its urandom call (1.6 -> 0.25 us)
+    # (an id must be unique, not unguessable; `random` reseeds in every new process)
+    return f"{random.getrandbits(128):032x}"
 
 
 def json_response(
