@@ -42,7 +42,7 @@ from agbento.http import (
 )
 from agbento.inference import ScoredRequest, TabularRuntime, log_rejected_rows
 from agbento.intake import PredictionIntake
-from agbento.metrics import MODEL_INFO, MODEL_READY, PredictionObserver, observe_inputs
+from agbento.metrics import MODEL_INFO, PredictionObserver, observe_inputs
 from agbento.overload import InflightLimit
 from agbento.prediction_log import PredictionSampler
 from agbento.ratelimit import RateLimitConfig
@@ -84,7 +84,6 @@ class TabularModel:
         bound_after_sigterm(settings.shutdown_timeout_s)
         self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
         self.runtime.warm_up()
-        MODEL_READY.set(1)
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready

@@ -70,7 +70,7 @@ def encode_group(group: Group) -> str:
     return encode_frame(group) if isinstance(group, pd.DataFrame) else encode_rows(group)
 
 
-def decode_rows(encoded: str) -> Group:
+def decode_group(encoded: str) -> Group:
     """The inverse of `encode_rows` and `encode_frame`, on the model service's side."""
     if encoded.startswith(ARROW_PREFIX):
         import pyarrow as pa
@@ -181,13 +181,14 @@ class TabularRuntime:
         return validated.rows
 
     def warm_up(self) -> None:
-        """Score the stored example rows once; readiness means this worked."""
+        """Score the stored example rows once; readiness (and its gauge) means this worked."""
         self._fragments(*self._predict(self.examples))
         self.ready = True
+        MODEL_READY.set(1)
 
     def score_requests(self, requests: list[str]) -> list[ScoredRequest]:
         """The split topology's batch: each request's rows encoded by `encode_group`."""
-        return self.score_groups([decode_rows(r) for r in requests])
+        return self.score_groups([decode_group(r) for r in requests])
 
     def score_groups(self, groups: list[Group]) -> list[ScoredRequest]:
         """Merged requests, each its validated rows (value lists or a typed frame) -> one

@@ -23,7 +23,6 @@ from agbento.batching import InProcessBatcher
 from agbento.cache import PredictionCache
 from agbento.errors import ApiError, ErrorCode
 from agbento.inference import Group, ScoredRequest, TabularRuntime, encode_group
-from agbento.metrics import MODEL_READY
 from agbento.overload import overloaded
 from agbento.store import ModelCard
 
@@ -112,7 +111,6 @@ class InProcessModel:
         """Verify, load, persist and warm up the model (readiness means the warm-up worked)."""
         runtime = TabularRuntime.load(card, allow_version_mismatch)
         runtime.warm_up()
-        MODEL_READY.set(1)
         return cls(runtime, max_batch_rows)
 
     async def score(self, rows: Group) -> ScoredRequest:

@@ -12,7 +12,7 @@ from bentoml.exceptions import ServiceUnavailable
 
 from agbento.cache import CacheConfig, MemoryBackend, PredictionCache
 from agbento.errors import ApiError, ErrorCode
-from agbento.inference import ScoredRequest, decode_rows, encode_rows
+from agbento.inference import ScoredRequest, decode_group, encode_rows
 from agbento.scoring import CachedScorer, ModelServiceClient
 
 
@@ -109,7 +109,7 @@ GOOD_ANSWER = ScoredRequest("[1]", "null").to_dict()
 def test_the_rows_travel_encoded_and_the_answer_comes_back() -> None:
     model, sent = client(GOOD_ANSWER)
     answer = asyncio.run(model.score([["a", 1.5]]))
-    assert answer.prediction_values == [1] and decode_rows(sent[0][0]) == [["a", 1.5]]
+    assert answer.prediction_values == [1] and decode_group(sent[0][0]) == [["a", 1.5]]
     assert sent[0][0] == encode_rows([["a", 1.5]])
 
 
