@@ -218,10 +218,9 @@ class AgBento:
         self, data: Any, ctx: bentoml.Context, on_error: OnError, shape: AnswerShape
     ) -> Response:
         request_id = request_id_from(ctx.request.headers)
-        # a large request comes decoded into columns by the intake; `data` is then empty
+        # a large request comes decoded into columns by the intake (never one the cache
+        # answers: see PredictionIntake below); `data` is then empty
         table: RequestTable | None = getattr(ctx.request.state, STATE_KEY, None)
-        if table is not None and self.scoring.caches(table.total):
-            data, table = table.records(), None  # the cache keys the row path's values
         total = table.total if table is not None else len(data) if isinstance(data, list) else 0
         ctx.request.state.rows = total
         media = answer_media(ctx.request.headers.get("accept"))
@@ -270,8 +269,10 @@ class AgBento:
         return rows, scored
 
 
-# The smallest request the cache does not answer (its keys are the row path's values).
-CACHED_ROWS_BOUND = settings.cache_max_rows + 1 if settings.cache_url != "off" else 1
+# The smallest request the cache does not answer (CachedScorer.caches; its keys are the
+# row path's values).
+cache_enabled = CacheConfig.from_settings(settings).enabled
+CACHED_ROWS_BOUND = settings.cache_max_rows + 1 if cache_enabled else 1
 
 # Outermost first (BentoML keeps the order; its own layers sit outside all of ours):
 # answer any exception at once, log and time everything, refuse callers without the right

@@ -186,9 +186,13 @@ class CacheConfig:
                    timeout_ms=settings.cache_timeout_ms,
                    memory_bytes=settings.cache_memory_mb * 1024 * 1024)
 
+    @property
+    def enabled(self) -> bool:
+        return self.url not in ("", "off", "none")
+
 
 def open_backend(config: CacheConfig) -> CacheBackend | None:
-    if config.url in ("", "off", "none"):
+    if not config.enabled:
         return None
     if config.url == "memory":
         return MemoryBackend(config.memory_bytes)
