@@ -44,7 +44,6 @@ from agbento.batch_scoring import (
     LocalScorer,
     RemoteScorer,
     Stats,
-    check_model,
     validate_chunk,
 )
 from agbento.schema import is_classification
@@ -339,7 +338,6 @@ async def score_file(options: BatchOptions) -> int:
         async def one(index: int, chunk: pd.DataFrame, first: int) -> None:
             try:
                 result = await scorer.score(chunk)
-                check_model(result.model_tag, model_tag)
                 parts.save(index, output_frame(chunk, result, first, options.id_column),
                            rejects_frame(chunk, result, first, options.id_column))
                 stats.rejected += len(result.rejects)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from agbento.http import ARROW_STREAM, PARQUET, PARQUET_TYPES
 from agbento.schema import json_value
 
 if TYPE_CHECKING:
@@ -44,9 +45,7 @@ if TYPE_CHECKING:
 
     from agbento.schema import FeatureSchema
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-PARQUET = "application/vnd.apache.parquet"
-TABLE_TYPES = frozenset({ARROW_STREAM, PARQUET, "application/x-parquet", "application/parquet"})
+TABLE_TYPES = frozenset({ARROW_STREAM, *PARQUET_TYPES})
 MODEL_HEADER = "x-agbento-model"
 # Scoring is idempotent, so any transient server-side failure is worth another try;
 # 500 included: a server shutting down can fail requests in flight.

@@ -39,8 +39,6 @@ class RequestTable:
 
     frame: pd.DataFrame
     total: int
-    on_error: str = "fail"
-    present: set[str] | None = None
     not_objects: dict[int, str] = field(default_factory=dict)
     positions: np.ndarray | None = None
     # JSON rows as the client sent them (the row path needs them back for a cached request)
@@ -61,7 +59,7 @@ class RequestTable:
 
     def validate(self, schema: FeatureSchema,
                  extra_fields: ExtraFieldsPolicy = "ignore") -> ValidatedTable:
-        checked = schema.validate_table(self.frame, extra_fields, self.present)
+        checked = schema.validate_table(self.frame, extra_fields)
         checked.total = self.total
         if self.positions is None:
             return checked
@@ -74,7 +72,7 @@ class RequestTable:
         return checked
 
 
-def table_from_records(records: list[Any], on_error: str = "fail") -> RequestTable:
+def table_from_records(records: list[Any]) -> RequestTable:
     """JSON rows -> columns: one list per field; a key a row lacks is a MISSING cell."""
     rows = records
     not_objects: dict[int, str] = {}
@@ -92,7 +90,7 @@ def table_from_records(records: list[Any], on_error: str = "fail") -> RequestTab
         columns[name] = np.fromiter((row.get(name, MISSING) for row in rows), dtype=object,
                                     count=len(rows))
     frame = pd.DataFrame(columns, index=pd.RangeIndex(len(rows)), copy=False)
-    return RequestTable(frame, len(records), on_error, None, not_objects, positions, records)
+    return RequestTable(frame, len(records), not_objects, positions, records)
 
 
 def validate_records(schema: FeatureSchema, records: list[Any],
@@ -178,7 +176,7 @@ def _short(name: str) -> str:
     return repr(name if len(name) <= 40 else name[:37] + "...")
 
 
-def _check_arrow_schema(schema: Any, names: list[str], bounds: TableBounds, code: ErrorCode,
+def _check_arrow_schema(schema: Any, names: list[str], code: ErrorCode,
                         what: str) -> None:
     nested = [f for f in schema if f.name in names and _is_nested(f.type)]
     if nested:
@@ -219,7 +217,7 @@ def read_parquet(raw: bytes, bounds: TableBounds) -> Any:
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
         raise ApiError(ErrorCode.INVALID_PARQUET, f"cannot read the Parquet body: {exc}") from None
     names = [name for name in schema.names if name not in index_columns]
-    _check_arrow_schema(schema, names, bounds, ErrorCode.INVALID_PARQUET, "the Parquet body")
+    _check_arrow_schema(schema, names, ErrorCode.INVALID_PARQUET, "the Parquet body")
     bounds.check_field_count(metadata.num_columns, "the Parquet body")
     if metadata.num_row_groups > bounds.max_rows:  # only empty groups could be that many
         raise ApiError(ErrorCode.INVALID_PARQUET,
@@ -307,7 +305,7 @@ def read_arrow_stream(raw: bytes, bounds: TableBounds) -> Any:
         reader = pa.ipc.open_stream(buffer)
         schema = reader.schema
         names = list(schema.names)
-        _check_arrow_schema(schema, names, bounds, ErrorCode.INVALID_ARROW, "the Arrow stream")
+        _check_arrow_schema(schema, names, ErrorCode.INVALID_ARROW, "the Arrow stream")
         bounds.check_field_count(len(names), "the Arrow stream")
         bounds.check_names(names, "the Arrow stream")
         batches, rows, decoded = [], 0, 0

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from agbento.bounds import check_row_count
 from agbento.columns import RequestTable
 from agbento.errors import ApiError, ErrorCode
+from agbento.http import ARROW_STREAM, PARQUET
 from agbento.inference import ScoredRequest
 from agbento.schema import ExtraFieldsPolicy, OnError, ValidatedRows, ValidatedTable
 from agbento.store import ModelCard
@@ -152,8 +153,6 @@ class PredictionContract:
 
 
 # Answer media types besides JSON (the Accept header picks one; JSON stays the default).
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
-PARQUET = "application/vnd.apache.parquet"
 TABLE_MEDIA = (ARROW_STREAM, PARQUET)
 
 

@@ -17,6 +17,10 @@ from agbento.errors import ApiError
 REQUEST_ID_HEADER = "X-Request-ID"
 # The model reference (name:version) on answers that are tables, which have no body field.
 MODEL_HEADER = "X-Agbento-Model"
+# Table media types, as request bodies and as answers (server and batch client alike).
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
+PARQUET_TYPES = frozenset({PARQUET, "application/x-parquet", "application/parquet"})
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 

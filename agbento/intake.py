@@ -37,16 +37,13 @@ from agbento.columns import (
     table_from_records,
 )
 from agbento.errors import ApiError, ErrorCode
-from agbento.http import error_response, request_id_from
+from agbento.http import ARROW_STREAM, PARQUET_TYPES, error_response, request_id_from
 from agbento.routes import route_for
 from agbento.schema import ON_ERROR_CHOICES, json_value
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
-PARQUET_TYPES = frozenset(
-    {"application/vnd.apache.parquet", "application/x-parquet", "application/parquet"}
-)
-ARROW_TYPES = frozenset({"application/vnd.apache.arrow.stream"})
+ARROW_TYPES = frozenset({ARROW_STREAM})
 ROW_KEYS = ("data", "dataframe_records", "dataframe_split")
 TOP_LEVEL_KEYS = frozenset({*ROW_KEYS, "on_error"})
 
@@ -75,7 +72,6 @@ class PredictionBody:
     def as_table(self) -> RequestTable:
         if self.table is None:
             self.table = table_from_records(self.records)
-        self.table.on_error = self.on_error
         return self.table
 
     def to_json(self) -> bytes:
@@ -116,12 +112,12 @@ def read_prediction_body(
         if columns is None:  # the streaming reader, bounded record by record
             body = PredictionBody(records_from_csv(raw, bounds), on_error or "fail")
         else:
-            table = RequestTable(columns, len(columns), present=set(columns.columns))
+            table = RequestTable(columns, len(columns))
             body = PredictionBody(None, on_error or "fail", table=table)
     elif kind in PARQUET_TYPES or kind in ARROW_TYPES:
         read = read_parquet if kind in PARQUET_TYPES else read_arrow_stream
         columns = frame_of(read(raw, bounds))
-        table = RequestTable(columns, len(columns), present=set(columns.columns))
+        table = RequestTable(columns, len(columns))
         body = PredictionBody(None, on_error or "fail", table=table)
     else:
         raise ApiError(

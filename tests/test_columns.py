@@ -131,7 +131,8 @@ def test_a_column_not_present_is_missing() -> None:
 
 
 def test_answer_media_keeps_json_the_default() -> None:
-    from agbento.contract import ARROW_STREAM, PARQUET, answer_media
+    from agbento.contract import answer_media
+    from agbento.http import ARROW_STREAM, PARQUET
 
     assert answer_media(None) is None
     assert answer_media("*/*") is None
@@ -143,7 +144,8 @@ def test_answer_media_keeps_json_the_default() -> None:
 def test_table_answer_columns_and_errors() -> None:
     import pyarrow as pa
 
-    from agbento.contract import ARROW_STREAM, PlacedAnswer, render_table
+    from agbento.contract import PlacedAnswer, render_table
+    from agbento.http import ARROW_STREAM
 
     placed = PlacedAnswer('["yes",null,"no"]',
                           '[{"no":0.25,"yes":0.75},null,{"no":0.5,"yes":0.5}]',
