@@ -152,16 +152,22 @@ def json_value_count(raw: bytes, limit: int) -> int:
     count = raw.count(b",") + raw.count(b"[") + raw.count(b"{") + 1
     if count <= limit or b'\\"' in raw:
         return count
+    return 1 + _count_outside_strings(raw, b",[{")
+
+
+def _count_outside_strings(raw: bytes, targets: bytes) -> int:
+    """How many bytes of `targets` stand outside JSON strings, by quote parity (exact unless
+    a string holds an escaped quote), a numpy step of `_COUNT_CHUNK_BYTES` at a time."""
     import numpy as np
 
     data = np.frombuffer(raw, dtype=np.uint8)
-    count, in_string = 1, 0
+    count, in_string = 0, 0
     for start in range(0, len(data), _COUNT_CHUNK_BYTES):
         chunk = data[start:start + _COUNT_CHUNK_BYTES]
         # uint8 wraps at 256, an even number: the running parity of quotes survives
         inside = (np.cumsum(chunk == 0x22, dtype=np.uint8) + in_string) & 1
-        structural = (chunk == 0x2C) | (chunk == 0x5B) | (chunk == 0x7B)
-        count += int(np.count_nonzero(structural & (inside == 0)))
+        wanted = np.isin(chunk, np.frombuffer(targets, dtype=np.uint8))
+        count += int(np.count_nonzero(wanted & (inside == 0)))
         in_string = int(inside[-1])
     return count
 
@@ -299,19 +305,7 @@ def _parse_fast(raw: bytes, bounds: TableBounds) -> Any:
 
 def _colons_outside_strings(raw: bytes) -> int:
     """Colons that are JSON syntax (exact when no string holds an escaped quote)."""
-    colons = raw.count(b":")
-    if not colons:
-        return 0
-    import numpy as np
-
-    data = np.frombuffer(raw, dtype=np.uint8)
-    count, in_string = 0, 0
-    for start in range(0, len(data), _COUNT_CHUNK_BYTES):
-        chunk = data[start:start + _COUNT_CHUNK_BYTES]
-        inside = (np.cumsum(chunk == 0x22, dtype=np.uint8) + in_string) & 1
-        count += int(np.count_nonzero((chunk == 0x3A) & (inside == 0)))
-        in_string = int(inside[-1])
-    return count
+    return _count_outside_strings(raw, b":") if b":" in raw else 0
 
 
 def canonical(document: Any, raw: bytes) -> bool:
