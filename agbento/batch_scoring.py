@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from agbento.columns import encode_table
 from agbento.http import ARROW_STREAM, PARQUET, PARQUET_TYPES
 from agbento.schema import json_value
 
@@ -124,19 +125,8 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value)
 
 
-def encode_table(table: pa.Table, content_type: str) -> bytes:
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    if content_type == ARROW_STREAM:
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-    else:
-        import pyarrow.parquet as pq
-
-        # lz4: cheaper than snappy to write and read on loopback, where bytes cost little
-        pq.write_table(table, sink, compression="lz4")
-    return sink.getvalue().to_pybytes()
+# lz4: cheaper than snappy to write and read on loopback, where bytes cost little
+BODY_PARQUET_COMPRESSION = "lz4"
 
 
 def check_model(answered: str, expected: str | None) -> None:
@@ -311,7 +301,8 @@ class RemoteScorer:
 
         where = str(client.url)
         body_type = self.body_type
-        body = await asyncio.to_thread(encode_table, table, body_type)
+        body = await asyncio.to_thread(encode_table, table, body_type,
+                                       BODY_PARQUET_COMPRESSION)
         attempt = 0
         while True:
             delay = backoff_s(attempt)
@@ -327,7 +318,8 @@ class RemoteScorer:
                     return response
                 if status == 415 and body_type != PARQUET:  # a service before Arrow bodies
                     self.body_type = body_type = PARQUET
-                    body = await asyncio.to_thread(encode_table, table, body_type)
+                    body = await asyncio.to_thread(encode_table, table, body_type,
+                                                   BODY_PARQUET_COMPRESSION)
                     continue
                 if status not in RETRY_STATUSES:
                     hint = ("; send fewer rows per request (--chunk-rows)"

@@ -19,6 +19,7 @@ import pandas as pd
 
 from agbento.bounds import TableBounds, json_key_bytes
 from agbento.errors import ApiError, ErrorCode
+from agbento.http import PARQUET_TYPES
 from agbento.schema import (
     MISSING,
     ExtraFieldsPolicy,
@@ -385,3 +386,18 @@ def read_csv_columns(raw: bytes, bounds: TableBounds) -> pd.DataFrame | None:
         cells[column.is_null().to_numpy(zero_copy_only=False)] = MISSING
         columns[name] = cells
     return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows), copy=False)
+
+
+def encode_table(table: Any, media: str, parquet_compression: str = "snappy") -> bytes:
+    """A pyarrow table as a body of `media`: a Parquet file, else an Arrow IPC stream."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    if media in PARQUET_TYPES:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, sink, compression=parquet_compression)
+    else:
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    return sink.getvalue().to_pybytes()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agbento.bounds import check_row_count
-from agbento.columns import RequestTable
+from agbento.columns import RequestTable, encode_table
 from agbento.errors import ApiError, ErrorCode
 from agbento.http import ARROW_STREAM, PARQUET
 from agbento.inference import ScoredRequest
@@ -177,7 +177,6 @@ def render_table(placed: PlacedAnswer, total: int, classes: Sequence[Any] | None
     JSON list of `{"field", "problem"}`)."""
     import orjson
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     predictions = orjson.loads(placed.predictions)
     columns: dict[str, Any] = {"prediction": pa.array(predictions)}
@@ -195,11 +194,4 @@ def render_table(placed: PlacedAnswer, total: int, classes: Sequence[Any] | None
             {"field": error.get("field"), "problem": error["problem"]})
     columns["error"] = pa.array([(orjson.dumps(problems[i]).decode() if i in problems else None)
                                  for i in range(total)], pa.string())
-    table = pa.table(columns)
-    sink = pa.BufferOutputStream()
-    if media == PARQUET:
-        pq.write_table(table, sink)
-    else:
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return encode_table(pa.table(columns), media)

@@ -12,14 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from agbento.batch_scoring import (
-    ARROW_STREAM,
-    PARQUET,
-    BatchError,
-    chunk_table,
-    encode_table,
-    read_answer,
-)
+from agbento.batch_scoring import BODY_PARQUET_COMPRESSION, BatchError, chunk_table, read_answer
+from agbento.columns import encode_table
+from agbento.http import ARROW_STREAM, PARQUET
 
 CLASSES = ["Adelie", "Gentoo"]
 
@@ -120,7 +115,7 @@ def test_a_chunk_goes_with_its_types_and_mixed_json_columns_as_text(kind: str) -
         "mass": [3750.0, np.nan, 4100.5],
         "when": pd.to_datetime(["2024-01-01", None, "2024-03-01"]),
     })
-    body = encode_table(chunk_table(chunk), kind)
+    body = encode_table(chunk_table(chunk), kind, BODY_PARQUET_COMPRESSION)
     table = (pa.ipc.open_stream(body).read_all() if kind == ARROW_STREAM
              else pq.read_table(io.BytesIO(body)))
     assert table.column_names == ["id", "year", "flag", "mass", "when"]
