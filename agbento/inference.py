@@ -22,7 +22,9 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from agbento.columns import encode_table
 from agbento.errors import ApiError, ErrorCode
+from agbento.http import ARROW_STREAM
 from agbento.metrics import BATCH_REQUESTS, BATCH_ROWS, INFERENCE_DURATION, MODEL_READY
 from agbento.schema import FeatureSchema
 from agbento.store import ModelCard, verify_model
@@ -60,10 +62,7 @@ def encode_frame(frame: pd.DataFrame) -> str:
                        type=None if frame[name].dtype != object else pa.string())
               for name in frame.columns]
     table = pa.Table.from_arrays(arrays, names=[str(name) for name in frame.columns])
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return ARROW_PREFIX + base64.b64encode(sink.getvalue().to_pybytes()).decode("ascii")
+    return ARROW_PREFIX + base64.b64encode(encode_table(table, ARROW_STREAM)).decode("ascii")
 
 
 def encode_group(group: Group) -> str:
