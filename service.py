@@ -150,8 +150,7 @@ class AgBento:
         TabularModel, url=None if settings.topology == "split" else NOT_STARTED_URL)
 
     def __init__(self) -> None:
-        # first: a SIGTERM during the model's load (fused) must bound the stop too (seen in
-        # the image: a worker signalled while loading finished starting and never exited)
+        # first: a SIGTERM during the model's load (fused) must bound the stop too
         bound_after_sigterm(settings.shutdown_timeout_s)
         self.card = card
         self.protocol = protocol

@@ -14,6 +14,10 @@ service.py: the API's `__is_ready__` asks the model itself and answers False on 
 and BentoML's own runner probe is off. The minimal reproduction for upstream is in
 tests/test_shutdown.py (SIGSTOP the dependency, GET /readyz, SIGTERM).
 
+(The image smoke test's other stop that never ended was not the service's: its container
+saw the host's /proc, so BentoML's supervisor never signalled some workers and waited for
+them; deploy/image.sh now gives the container its own /proc.)
+
 Each worker still arms a timer when SIGTERM arrives, as a safety net for any other request
 that never completes: past the bound (above the request timeout, so no in-flight request is
 cut by default) it exits with status 0 instead of waiting for the orchestrator's SIGKILL.
@@ -91,9 +95,8 @@ def bound_after_sigterm(seconds: float) -> None:
     def on_sigterm(signum: int, frame: Any) -> None:
         exit_after(seconds)  # first: the bound must not depend on anything below
         # The kernel's bound behind it: SIGALRM (default action: terminate) ends the process
-        # even where no Python thread can run any more. In the container a worker was seen
-        # to finish its cleanup and never exit, the timer above never firing: a hang in the
-        # interpreter's own shutdown, where daemon threads are frozen.
+        # even where no Python thread can run any more (in the interpreter's own shutdown,
+        # daemon threads are frozen).
         if signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None):
             signal.alarm(math.ceil(seconds) + ALARM_AFTER_TIMER_S)
         try:
@@ -101,8 +104,8 @@ def bound_after_sigterm(seconds: float) -> None:
         except Exception:  # noqa: BLE001 - refusing new connections is a nicety; draining is not
             logger.exception("could not shut the listening sockets")
             stopped = -1
-        logger.info("SIGTERM: draining (listening sockets shut: %d, exit within %.0f s)",
-                    stopped, seconds)
+        logger.info("SIGTERM: draining process %d (listening sockets shut: %d, exit within "
+                    "%.0f s)", os.getpid(), stopped, seconds)
         if callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:

@@ -114,7 +114,11 @@ KEY=$("$BIN/python" -m agbento.keys create --id smoke --permissions predict,mode
   --file "$WORK/keys/keys.json" | tail -1)
 chmod 0755 "$WORK/keys" && chmod 0644 "$WORK/keys/keys.json"
 CONTAINER=$(buildah from "$IMAGE")
-unshare --pid --fork --kill-child buildah run --network host \
+# A PID namespace (--kill-child ends every server process with the test) needs its own
+# /proc (--mount-proc): without it the container sees the host's /proc, and BentoML's
+# supervisor (circus, which looks its workers up there by PID) found a random host process
+# or none, signalled only some workers on SIGTERM and waited for the others forever.
+unshare --pid --fork --kill-child --mount-proc buildah run --network host \
   -v "$WORK/keys:/etc/agbento/keys:ro" \
   --env AGBENTO_API_KEYS_FILE=/etc/agbento/keys/keys.json \
   --env AGBENTO_SHUTDOWN_TIMEOUT_S=$((DRAIN_S + 5)) \
@@ -161,8 +165,11 @@ kill "$WATCHDOG" 2>/dev/null || true
 SERVER_PID=
 say "SIGTERM: exited with $CODE after $((SECONDS - STOP)) s"
 [ "$CODE" = 0 ] || { echo "no clean exit after SIGTERM"; tail -20 "$WORK/serve.log"; exit 1; }
+DRAINED=$(grep -c '"SIGTERM: draining' "$WORK/serve.log" || true)
+[ "$DRAINED" = "$WORKERS" ] || { echo "$DRAINED of $WORKERS workers drained on SIGTERM"; exit 1; }
+say "every worker drained ($DRAINED)"
 # secure by default: without a keys file the image must refuse to serve
-if timeout 120 unshare --pid --fork --kill-child buildah run --network host "$CONTAINER" -- \
+if timeout 120 unshare --pid --fork --kill-child --mount-proc buildah run --network host "$CONTAINER" -- \
     /home/bentoml/bento/env/docker/entrypoint.sh --port "$PORT" >"$WORK/nokeys.log" 2>&1; then
   echo "the image served without API keys"; exit 1
 fi
