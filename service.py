@@ -52,6 +52,7 @@ from agbento.schema import OnError, ValidatedRows, ValidatedTable
 from agbento.scoring import CachedScorer, InProcessModel, ModelScorer, ModelServiceClient
 from agbento.shutdown import bound_after_sigterm
 from agbento.store import load_card
+from agbento.supervision import watch_supervision
 from agbento.v2 import ProtocolModel
 from agbento.v2_http import ProtocolErrors, protocol_routes
 
@@ -84,6 +85,7 @@ class TabularModel:
         bound_after_sigterm(settings.shutdown_timeout_s)
         self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
         self.runtime.warm_up()
+        watch_supervision(settings.model_workers)  # a dead sibling in a container stops us
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready
@@ -165,6 +167,7 @@ class AgBento:
             PredictionSampler(card.schema, card.is_classification,
                               settings.prediction_log_sample, settings.prediction_log_dir))
         MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
+        watch_supervision(settings.api_workers)  # a dead sibling in a container stops us
 
     def _model_scorer(self) -> ModelScorer:
         """The one place the topology shows: the model here, or the model service's client."""

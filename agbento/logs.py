@@ -9,13 +9,15 @@ from datetime import UTC, datetime
 
 
 class JsonFormatter(logging.Formatter):
-    """{"ts", "level", "logger", "msg", ...fields}; fields come from `extra={"fields": {...}}`."""
+    """{"ts", "level", "logger", "pid", "msg", ...fields}; fields come from
+    `extra={"fields": {...}}`. `pid` tells a service's workers apart."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "msg": record.getMessage(),
             **getattr(record, "fields", {}),
         }

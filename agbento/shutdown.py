@@ -36,6 +36,8 @@ from typing import Any
 logger = logging.getLogger("agbento.shutdown")
 # How long after the exit timer the kernel's alarm ends a worker that could not run it.
 ALARM_AFTER_TIMER_S = 5
+# Set once SIGTERM arrived: this worker is stopping (agbento/supervision.py stops watching).
+STOPPING = threading.Event()
 
 
 def exit_after(seconds: float) -> threading.Timer:
@@ -94,6 +96,7 @@ def bound_after_sigterm(seconds: float) -> None:
 
     def on_sigterm(signum: int, frame: Any) -> None:
         exit_after(seconds)  # first: the bound must not depend on anything below
+        STOPPING.set()
         # The kernel's bound behind it: SIGALRM (default action: terminate) ends the process
         # even where no Python thread can run any more (in the interpreter's own shutdown,
         # daemon threads are frozen).
