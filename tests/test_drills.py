@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from agbento.auth import ApiKey, digest, new_key, write_keys
+from agbento.supervision import service_of
 from tests.helpers import GOOD
 from tests.servers import BentoServer, start_server
 from tests.tiny_models import TinyModels
@@ -128,14 +129,23 @@ class Load:
             thread.join(timeout=90)
 
 
-def worker(server: BentoServer, service_name: str) -> psutil.Process:
-    """The one worker process of `service_name` under the server's arbiter."""
+def workers(server: BentoServer, service_name: str) -> list[psutil.Process]:
+    """The live worker processes of `service_name` under the server's arbiter (a dead one
+    the arbiter has not reaped yet is a zombie: not live)."""
     found = []
     for child in psutil.Process(server.process.pid).children(recursive=True):
-        command = child.cmdline()
-        if "--service-name" in command and \
-                command[command.index("--service-name") + 1] == service_name:
-            found.append(child)
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and \
+                    service_of(child.cmdline()) == service_name:
+                found.append(child)
+        except psutil.Error:  # gone meanwhile
+            continue
+    return found
+
+
+def worker(server: BentoServer, service_name: str) -> psutil.Process:
+    """The one worker process of `service_name` under the server's arbiter."""
+    found = workers(server, service_name)
     assert len(found) == 1, f"expected one {service_name} worker, found {found}"
     return found[0]
 
@@ -176,6 +186,135 @@ def test_model_worker_killed_under_load(tiny_models: TinyModels) -> None:
     assert not failed, f"requests without a clean answer: {load.tally()} {failed[:5]}"
     # the restart (a new process importing BentoML and AutoGluon) takes longer than the bound
     assert refused, f"no request was bounded by AGBENTO_MODEL_WAIT_S: {load.tally()}"
+
+
+# -- a fused API worker dies -------------------------------------------------------------
+
+FUSED_2 = {**NO_CACHE, "AGBENTO_TOPOLOGY": "fused", "AGBENTO_API_WORKERS": "2"}
+
+
+def answered_by(log: str) -> dict[str, int]:
+    """Request id -> the pid of the worker that answered it (from the request log, which
+    logs every request after its answer went out)."""
+    found = {}
+    for line in log.splitlines():
+        if '"agbento.requests"' in line:
+            record = json.loads(line)
+            found[record["request_id"]] = record["pid"]
+    return found
+
+
+def until(condition: Any, what: str) -> Any:
+    """`condition()`'s first truthy value, polled."""
+    deadline = time.monotonic() + WAIT_S
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+def lost_with_the_worker(outcomes: list[Outcome], log: str, one_per_client: bool = True
+                         ) -> tuple[list[Outcome], list[str]]:
+    """The requests that met a broken connection, and what is wrong about them: no request
+    a worker answered may be lost, no new connection refused, none hang; and with
+    `one_per_client`, each client (a keep-alive connection) loses at most the one request it
+    had in flight on the killed worker."""
+    failed = [o for o in outcomes if o.error is not None]
+    answered = answered_by(log)
+    problems = [f"answered by pid {answered[o.request_id]} but lost: {o}"
+                for o in failed if o.request_id in answered]
+    per_client: dict[str, int] = {}
+    for o in failed:
+        client = o.request_id.rsplit("-", 1)[0]
+        per_client[client] = per_client.get(client, 0) + 1
+    if one_per_client:
+        problems += [f"{client} lost {n}" for client, n in per_client.items() if n > 1]
+    problems += [f"{o.request_id}: {o.error}" for o in failed
+                 if o.error in ("ConnectError", "ReadTimeout", "WriteTimeout", "PoolTimeout")]
+    return failed, problems
+
+
+@pytest.mark.integration
+def test_fused_api_worker_killed_under_load(tiny_models: TinyModels) -> None:
+    """SIGKILL one of 2 fused API workers under 16 keep-alive clients: the other keeps
+    answering, BentoML's arbiter starts a replacement that answers, and the only requests
+    lost are those in flight on the killed worker's connections (a connection error, at most
+    one per client; a client that retries them recovers). No other answer than 200."""
+    with start_server(ROOT, tiny_models.multiclass.tag, **FUSED_2) as server, \
+            Load(server.url) as load:
+        load.ok_after(0, 100)
+        victim, survivor = workers(server, "agbento")
+        killed_at = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+        load.ok_after(killed_at, 100)  # the survivor answers meanwhile
+        replacement = until(lambda: [w for w in workers(server, "agbento")
+                                     if w.pid not in (victim.pid, survivor.pid)], "a new worker")[0]
+        replaced_s = time.monotonic() - killed_at
+        # the 16 clients keep their connections to the survivor: new connections find it
+        fresh = 0
+
+        def replacement_answered() -> bool:
+            nonlocal fresh
+            fresh += 1
+            request_id = f"fresh-{fresh}"
+            answer = httpx.post(f"{server.url}/predict", json={"data": [GOOD]},
+                                headers={"X-Request-ID": request_id}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            return replacement.pid in {pid for rid, pid in answered_by(server.log()).items()
+                                       if rid.startswith("fresh-")}
+
+        until(replacement_answered, "the new worker to answer")
+        answering_s = time.monotonic() - killed_at
+        load.ok_after(time.monotonic(), 50)
+    outcomes = load.snapshot()
+    failed, problems = lost_with_the_worker(outcomes, server.log())
+    bad_answers = [o for o in outcomes if o.status is not None and not o.ok]
+    slowest = max(o.ended - o.started for o in outcomes)
+    print(f"\nDRILL fused API worker SIGKILL (2 workers, {CLIENTS} clients): {len(outcomes)} "
+          f"requests, {len(failed)} lost in flight on the killed worker's connections "
+          f"{load.tally()}, {len(bad_answers)} answers not 200; no 200 for "
+          f"{stall_s(outcomes, killed_at):.1f} s, slowest answer {slowest:.1f} s; new worker "
+          f"after {replaced_s:.1f} s, answering after {answering_s:.1f} s")
+    assert not bad_answers, load.tally()
+    assert not problems, problems
+    assert len(failed) <= CLIENTS
+
+
+@pytest.mark.integration
+def test_fused_api_worker_killed_in_a_container_stops_the_server(
+        tiny_models: TinyModels) -> None:
+    """Inside a container BentoML does not replace a dead worker (BENTOML_CONTAINERIZED,
+    what BentoML's images set): SIGKILL one of 2 API workers under load, and the other stops
+    by its drain path, the server exits non-zero (for the orchestrator to restart it) instead
+    of serving on one worker for good. Every request the survivor took is answered."""
+    env = {**FUSED_2, "BENTOML_CONTAINERIZED": "true"}
+    with start_server(ROOT, tiny_models.multiclass.tag, **env) as server, \
+            Load(server.url) as load:
+        load.ok_after(0, 100)
+        victim, survivor = workers(server, "agbento")
+        killed_at = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+        code = server.process.wait(timeout=WAIT_S)
+        exited_s = time.monotonic() - killed_at
+        time.sleep(0.5)  # a few more attempts against the stopped server
+    log = server.log()
+    outcomes = load.snapshot()
+    # a client may lose one request on the killed worker's connection and, as in the SIGTERM
+    # drill, one it sent on a keep-alive connection the survivor closed before reading it
+    failed, problems = lost_with_the_worker(
+        [o for o in outcomes if o.error != "ConnectError"], log, one_per_client=False)
+    refused = [o for o in outcomes if o.error == "ConnectError"]
+    bad_answers = [o for o in outcomes if o.status is not None and o.status != 200
+                   and (o.status != 503 or o.code == "<not our error shape>")]
+    stopped = [line for line in log.splitlines() if '"agbento.supervision"' in line]
+    print(f"\nDRILL fused API worker SIGKILL in a container (2 workers, {CLIENTS} clients): "
+          f"server exit {code} after {exited_s:.1f} s; {len(outcomes)} requests, "
+          f"{len(failed)} lost on broken connections, {len(refused)} connections refused "
+          f"while stopping, {len(bad_answers)} answers not 200/503 {load.tally()}")
+    assert code != 0, "the server must exit with an error for its supervisor to restart it"
+    assert len(stopped) == 1 and str(survivor.pid) in stopped[0], stopped
+    assert not bad_answers, load.tally()
+    assert not problems, problems
 
 
 # -- SIGTERM --------------------------------------------------------------------------------
