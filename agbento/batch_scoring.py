@@ -239,8 +239,9 @@ class RemoteScorer:
     """Chunks to one or more running services (round-robin), through BentoML's async HTTP
     client; each chunk is one table body and the answer one table (see the module doc).
 
-    Connecting and scoring are retried (with backoff) on connection errors; scoring also
-    on 429 and 5xx answers (scoring is idempotent), where a Retry-After header wins."""
+    Every request is retried (with backoff) on a connection error, including a connection
+    that breaks under it, and on 429 and 5xx answers (scoring is idempotent), where a
+    Retry-After header wins (`_request`)."""
 
     def __init__(self, urls: list[str], api_key: str | None, max_retries: int,
                  timeout_s: float, stats: Stats, body_type: str = ARROW_STREAM) -> None:
@@ -262,7 +263,7 @@ class RemoteScorer:
             await client.__aexit__(None, None, None)
 
     async def model_info(self) -> dict[str, Any]:
-        response = await self.clients[0].request("GET", "/model/info")
+        response = await self._request(self.clients[0], "GET", "/model/info")
         if response.status_code != 200:
             raise BatchError(f"GET /model/info answered {response.status_code}: "
                              f"{response.text[:300]}")
@@ -297,39 +298,47 @@ class RemoteScorer:
 
     async def _predict(self, client: Any, table: pa.Table) -> httpx.Response:
         """POST /predict until it answers 200; a status not worth retrying is a BatchError."""
-        import httpx
-
-        where = str(client.url)
         body_type = self.body_type
         body = await asyncio.to_thread(encode_table, table, body_type,
                                        BODY_PARQUET_COMPRESSION)
+        while True:
+            response = await self._request(
+                client, "POST", "/predict", content=body, params={"on_error": "skip"},
+                headers={"content-type": body_type, "accept": ARROW_STREAM})
+            status = response.status_code
+            if status == 200:
+                return response
+            if status == 415 and body_type != PARQUET:  # a service before Arrow bodies
+                self.body_type = body_type = PARQUET
+                body = await asyncio.to_thread(encode_table, table, body_type,
+                                               BODY_PARQUET_COMPRESSION)
+                continue
+            hint = "; send fewer rows per request (--chunk-rows)" if status == 413 else ""
+            raise BatchError(f"{client.url} answered {status}: {response.text[:300]}{hint}")
+
+    async def _request(self, client: Any, method: str, path: str,
+                       **kwargs: Any) -> httpx.Response:
+        """The first answer whose status is not worth retrying. Every request the client
+        sends is idempotent (scoring too), so a connection that breaks under a request (a
+        worker killed with it in flight: reset, or closed without an answer) and a transient
+        status (RETRY_STATUSES) are retried, with backoff; a Retry-After header wins."""
+        import httpx
+
         attempt = 0
         while True:
             delay = backoff_s(attempt)
             try:
-                response = await client.request(
-                    "POST", "/predict", content=body, params={"on_error": "skip"},
-                    headers={"content-type": body_type, "accept": ARROW_STREAM})
+                response = await client.request(method, path, **kwargs)
             except (httpx.TransportError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
-                status = response.status_code
-                if status == 200:
+                if response.status_code not in RETRY_STATUSES:
                     return response
-                if status == 415 and body_type != PARQUET:  # a service before Arrow bodies
-                    self.body_type = body_type = PARQUET
-                    body = await asyncio.to_thread(encode_table, table, body_type,
-                                                   BODY_PARQUET_COMPRESSION)
-                    continue
-                if status not in RETRY_STATUSES:
-                    hint = ("; send fewer rows per request (--chunk-rows)"
-                            if status == 413 else "")
-                    raise BatchError(f"{where} answered {status}: {response.text[:300]}{hint}")
-                problem = f"HTTP {status}"
+                problem = f"HTTP {response.status_code}"
                 retry_after = response.headers.get("retry-after", "")
                 if retry_after.isdigit():
                     delay = float(retry_after) + random.uniform(0, 0.5)
-            await self._pause(attempt, where, problem, delay)
+            await self._pause(attempt, f"{method} {client.url}{path}", problem, delay)
             attempt += 1
 
     async def _pause(self, attempt: int, where: str, problem: str, delay: float) -> None:

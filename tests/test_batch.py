@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from autogluon.tabular import TabularPredictor
 
+from tests.faults import BreakingProxy
 from tests.helpers import batch, interrupt_and_resume, penguin_file, summary, wait_for_parts
 from tests.servers import BentoServer, free_port, start_server
 from tests.tiny_models import TinyModels
@@ -101,6 +102,29 @@ def test_server_killed_and_restarted_mid_run(tiny_models: TinyModels, tmp_path: 
         stdout, stderr = client.communicate(timeout=600)
     assert client.returncode == 0, stderr[-2000:]
     assert summary(stderr)["retries"] > 0
+    scored = pd.read_parquet(out)
+    assert scored["penguin_id"].tolist() == frame["penguin_id"].tolist()  # exactly once
+    card = tiny_models.multiclass
+    assert scored["prediction"].tolist() == expected(
+        card.predictor_path, frame, card.schema).tolist()
+
+
+def test_connections_broken_under_requests_are_retried(
+    multiclass_server: BentoServer, tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    """A worker killed with a request in flight breaks its connection: closed without an
+    answer, or reset. Every request the client sends is idempotent, so it sends it again
+    (the model's info first, then the chunks) and scores every row exactly once."""
+    frame = penguin_file(tmp_path / "in.parquet", 3000, seed=3)
+    out = tmp_path / "out.parquet"
+    breaks = [(b"GET /model/info", "reset"), (b"POST /predict", "close"),
+              (b"POST /predict", "reset")]
+    with BreakingProxy(multiclass_server.url, breaks) as proxy:
+        result = batch(str(tmp_path / "in.parquet"), str(out), "--url", proxy.url,
+                       "--id-column", "penguin_id", "--chunk-rows", "500")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert proxy.pending == []  # every break happened
+    assert summary(result.stderr)["retries"] >= len(breaks)
     scored = pd.read_parquet(out)
     assert scored["penguin_id"].tolist() == frame["penguin_id"].tolist()  # exactly once
     card = tiny_models.multiclass
