@@ -57,28 +57,34 @@ def live_siblings(arbiter: psutil.Process, service: str) -> set[int]:
 
 
 class SupervisionWatch:
-    """Checks, every `interval_s`, that this worker's arbiter lives and, unless the arbiter
-    replaces dead workers (`workers` None), that `workers` workers of the service (this one
-    included) live; otherwise sends this process SIGTERM, once, and stops watching.
+    """Checks, every `interval_s`, that this worker's arbiter lives and, when nobody replaces
+    dead workers (`siblings`), that as many workers of the service live (this one included)
+    as it should have: `workers`, or when that is unknown the most this watch has seen.
+    Otherwise sends this process SIGTERM, once, and stops watching.
 
     Started once the worker has loaded its model: by then the arbiter has spawned every
-    sibling (it spawns them all at once), so one that died loading its own is counted too."""
+    sibling (it spawns them all at once), so with `workers` known one that died loading its
+    own model counts too."""
 
-    def __init__(self, arbiter_pid: int, service: str, workers: int | None,
-                 interval_s: float = CHECK_INTERVAL_S) -> None:
+    def __init__(self, arbiter_pid: int, service: str, siblings: bool,
+                 workers: int | None = None, interval_s: float = CHECK_INTERVAL_S) -> None:
         self.arbiter = psutil.Process(arbiter_pid)
-        self.service, self.workers, self.interval_s = service, workers, interval_s
+        self.service, self.siblings, self.workers = service, siblings, workers
+        self.interval_s = interval_s
+        self.most_seen = 0
         self._stop = threading.Event()
 
     def problem(self) -> str | None:
         """Why this worker should stop, or None."""
         if os.getppid() != self.arbiter.pid:
             return f"its server process (pid {self.arbiter.pid}) is gone"
-        if self.workers is None:
+        if not self.siblings:
             return None
         alive = len(live_siblings(self.arbiter, self.service))
-        if alive < self.workers:
-            return (f"{self.workers - alive} of the {self.workers} workers of service "
+        self.most_seen = max(self.most_seen, alive)
+        expected = self.workers or self.most_seen
+        if alive < expected:
+            return (f"{expected - alive} of the {expected} workers of service "
                     f"{self.service} died, and BentoML does not replace workers inside a "
                     "container (BENTOML_CONTAINERIZED)")
         return None
@@ -105,13 +111,30 @@ class SupervisionWatch:
         self._stop.set()
 
 
-def watch_supervision(workers: int) -> SupervisionWatch | None:
-    """Start the watch in a `bentoml serve` worker of a service of `workers` workers
-    (anything else: nothing to watch)."""
+def configured_workers(service: str) -> int | None:
+    """The worker count BentoML's arbiter started `service` with: the `@bentoml.service`
+    value unless a BentoML config file overrides it, read where the arbiter reads it (the
+    worker loads the same configuration). None when it is not a plain number ("cpu_count")
+    or cannot be read (a BentoML internal: the watch then counts the most workers seen)."""
+    try:
+        from bentoml._internal.configuration.containers import BentoMLContainer
+
+        workers = BentoMLContainer.config.services[service].get().get("workers")
+    except Exception:  # noqa: BLE001 - an internal API that may move: fall back
+        return None
+    return workers if isinstance(workers, int) and not isinstance(workers, bool) else None
+
+
+def watch_supervision() -> SupervisionWatch | None:
+    """Start the watch in a `bentoml serve` worker (anything else: nothing to watch)."""
     from bentoml.serving import running_inside_container
 
     service = service_of(psutil.Process().cmdline())
     if service is None:
         return None
-    return SupervisionWatch(os.getppid(), service,
-                            workers if running_inside_container() else None).start()
+    siblings, workers = running_inside_container(), configured_workers(service)
+    if siblings:
+        logger.info("in a container: process %d stops if fewer than %s workers of service %s "
+                    "live (BentoML does not replace them here)", os.getpid(),
+                    workers or "the most seen", service)
+    return SupervisionWatch(os.getppid(), service, siblings, workers).start()

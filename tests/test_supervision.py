@@ -18,12 +18,14 @@ from agbento.supervision import live_siblings, service_of
 
 WAIT_S = 30
 SLEEPER = "import time; time.sleep(120)"
-# A worker that watches: argv[1] is the service's worker count ("none": the arbiter respawns)
+# A worker that watches: argv[1] is the service's worker count, "seen" when unknown, "none"
+# when the arbiter replaces dead workers
 WATCHER = """
 import os, sys, time
 from agbento.supervision import SupervisionWatch
-workers = None if sys.argv[1] == "none" else int(sys.argv[1])
-SupervisionWatch(os.getppid(), "svc", workers, interval_s=0.1).start()
+count = sys.argv[1]
+SupervisionWatch(os.getppid(), "svc", siblings=count != "none",
+                 workers=int(count) if count.isdigit() else None, interval_s=0.1).start()
 print("watching", flush=True)
 time.sleep(120)
 """
@@ -89,6 +91,15 @@ def test_a_worker_stops_when_a_sibling_dies_and_nobody_replaces_it() -> None:
         started.append(watcher("2"))
         started[0].kill()
         assert started[1].wait(timeout=WAIT_S) == -signal.SIGTERM
+
+
+def test_without_a_worker_count_the_most_workers_seen_count() -> None:
+    with processes() as started:
+        started += [sleeper("svc"), sleeper("svc")]
+        started.append(watcher("seen"))
+        time.sleep(0.5)  # a few checks: it has seen all three
+        started[0].kill()
+        assert started[2].wait(timeout=WAIT_S) == -signal.SIGTERM
 
 
 def test_a_worker_keeps_serving_when_the_arbiter_replaces_workers() -> None:
