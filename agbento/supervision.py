@@ -44,13 +44,14 @@ def service_of(command: list[str]) -> str | None:
         return None
 
 
-def live_siblings(arbiter: psutil.Process, service: str) -> set[int]:
-    """The arbiter's live worker processes of `service` (a reaped-late zombie is dead)."""
-    found = set()
+def live_siblings(arbiter: psutil.Process, service: str) -> dict[int, psutil.Process]:
+    """The arbiter's live worker processes of `service` by pid (a reaped-late zombie is
+    dead)."""
+    found = {}
     for child in arbiter.children():
         try:
             if child.status() != psutil.STATUS_ZOMBIE and service_of(child.cmdline()) == service:
-                found.add(child.pid)
+                found[child.pid] = child
         except psutil.Error:  # gone meanwhile
             continue
     return found
@@ -60,7 +61,10 @@ class SupervisionWatch:
     """Checks, every `interval_s`, that this worker's arbiter lives and, when nobody replaces
     dead workers (`siblings`), that as many workers of the service live (this one included)
     as it should have: `workers`, or when that is unknown the most this watch has seen.
-    Otherwise sends this process SIGTERM, once, and stops watching.
+    Otherwise sends SIGTERM, once, to every sibling it knows and then to this process, and
+    stops watching: they stop together. One at a time would not do: a stopping worker shuts
+    the listening socket they share (agbento/shutdown.py), and a sibling still accepting
+    from it then spins on accept errors, holding the GIL from its own watch thread (seen).
 
     Started once the worker has loaded its model: by then the arbiter has spawned every
     sibling (it spawns them all at once), so with `workers` known one that died loading its
@@ -72,15 +76,17 @@ class SupervisionWatch:
         self.service, self.siblings, self.workers = service, siblings, workers
         self.interval_s = interval_s
         self.most_seen = 0
+        self.known: dict[int, psutil.Process] = {}  # the live siblings at the last check
         self._stop = threading.Event()
 
     def problem(self) -> str | None:
         """Why this worker should stop, or None."""
         if os.getppid() != self.arbiter.pid:
             return f"its server process (pid {self.arbiter.pid}) is gone"
+        self.known = live_siblings(self.arbiter, self.service)
         if not self.siblings:
             return None
-        alive = len(live_siblings(self.arbiter, self.service))
+        alive = len(self.known)
         self.most_seen = max(self.most_seen, alive)
         expected = self.workers or self.most_seen
         if alive < expected:
@@ -98,12 +104,25 @@ class SupervisionWatch:
             except psutil.Error as exc:
                 problem = f"its server process cannot be read ({exc})"
             if problem is not None:
-                logger.error("process %d stops: %s; the server exits once every worker has "
-                             "drained, for its supervisor to restart it", os.getpid(), problem)
-                os.kill(os.getpid(), signal.SIGTERM)  # the drain path (agbento/shutdown.py)
+                logger.error("process %d stops with its siblings: %s; the server exits once "
+                             "every worker has drained, for its supervisor to restart it",
+                             os.getpid(), problem)
+                self.stop_all()
                 return
 
+    def stop_all(self) -> None:
+        """SIGTERM (the drain path, agbento/shutdown.py) to the siblings, then to us."""
+        for pid, sibling in self.known.items():
+            if pid != os.getpid():
+                try:
+                    sibling.send_signal(signal.SIGTERM)  # psutil: never a reused pid
+                except psutil.Error:  # gone already
+                    pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
     def start(self) -> SupervisionWatch:
+        # now, not a check later: the arbiter may be gone by then, and its workers with it
+        self.known = live_siblings(self.arbiter, self.service)
         threading.Thread(target=self.run, name="agbento-supervision", daemon=True).start()
         return self
 

@@ -23,6 +23,7 @@ from agbento.auth import ApiKey, digest, new_key, write_keys
 from agbento.supervision import service_of
 from tests.helpers import GOOD
 from tests.servers import BentoServer, start_server
+from tests.test_supervision import stopped
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,6 +319,30 @@ def test_fused_api_worker_killed_in_a_container_stops_the_server(
     assert [line for line in stopped if "died" in line and str(survivor.pid) in line], stopped
     assert not bad_answers, load.tally()
     assert not problems, problems
+
+
+@pytest.mark.integration
+def test_server_process_killed_its_workers_stop(tiny_models: TinyModels) -> None:
+    """SIGKILL `bentoml serve` itself (the arbiter): its workers run in sessions of their
+    own, so nothing signals them, and they used to go on serving the inherited socket with
+    nobody supervising them. Each now notices and stops; then connections are refused."""
+    with start_server(ROOT, tiny_models.multiclass.tag, **FUSED_2) as server:
+        orphans = workers(server, "agbento")
+        server.process.kill()
+        killed_at = time.monotonic()
+        deadline = time.monotonic() + WAIT_S
+        while (alive := [p for p in orphans if not stopped(p)]) and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        stopped_s = time.monotonic() - killed_at
+        for process in alive:  # a failed test leaves nothing behind
+            process.kill()
+        with pytest.raises(httpx.ConnectError):
+            httpx.post(f"{server.url}/predict", json={"data": [GOOD]}, timeout=5)
+    print(f"\nDRILL server process SIGKILL: {len(orphans) - len(alive)} of {len(orphans)} "
+          "workers stopped "
+          f"within {stopped_s:.1f} s")
+    assert not alive, f"workers still running without their arbiter: {alive}"
 
 
 # -- SIGTERM --------------------------------------------------------------------------------

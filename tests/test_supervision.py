@@ -19,23 +19,28 @@ from agbento.supervision import live_siblings, service_of
 WAIT_S = 30
 SLEEPER = "import time; time.sleep(120)"
 # A worker that watches: argv[1] is the service's worker count, "seen" when unknown, "none"
-# when the arbiter replaces dead workers
+# when the arbiter replaces dead workers; argv[2] how often it checks
 WATCHER = """
 import os, sys, time
 from agbento.supervision import SupervisionWatch
 count = sys.argv[1]
 SupervisionWatch(os.getppid(), "svc", siblings=count != "none",
-                 workers=int(count) if count.isdigit() else None, interval_s=0.1).start()
+                 workers=int(count) if count.isdigit() else None,
+                 interval_s=float(sys.argv[2])).start()
 print("watching", flush=True)
 time.sleep(120)
 """
-# An arbiter of its own for one watching worker: prints the worker's pid
+# An arbiter of its own for two watching workers, one checking every 0.1 s, the other not
+# within the test (it must be stopped by the first): prints their pids
 ARBITER = f"""
 import subprocess, sys, time
-worker = subprocess.Popen([sys.executable, "-c", {WATCHER!r}, "none", "--service-name", "svc"],
-                          stdout=subprocess.PIPE, text=True)
-worker.stdout.readline()
-print(worker.pid, flush=True)
+workers = [subprocess.Popen([sys.executable, "-c", {WATCHER!r}, "none", interval,
+                             "--service-name", "svc"], stdout=subprocess.PIPE, text=True)
+           for interval in ("0.1", "1000")]
+for worker in workers:
+    worker.stdout.readline()
+time.sleep(0.5)  # the first has checked: it knows its sibling
+print(*[worker.pid for worker in workers], flush=True)
 time.sleep(120)
 """
 
@@ -58,10 +63,18 @@ def sleeper(service: str) -> subprocess.Popen[str]:
 
 
 def watcher(workers: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen([sys.executable, "-c", WATCHER, workers, "--service-name", "svc"],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", WATCHER, workers, "0.1",
+                                "--service-name", "svc"], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stdout.readline() == "watching\n"
     return process
+
+
+def stopped(process: psutil.Process) -> bool:
+    """Gone, or a zombie (stopped; whoever adopted it may reap it late)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_service_of_reads_the_worker_command_line() -> None:
@@ -75,14 +88,14 @@ def test_siblings_are_the_live_workers_of_one_service() -> None:
     with processes() as started:
         started += [sleeper("svc"), sleeper("svc"), sleeper("other")]
         me = psutil.Process()
-        assert live_siblings(me, "svc") == {started[0].pid, started[1].pid}
+        assert set(live_siblings(me, "svc")) == {started[0].pid, started[1].pid}
         started[0].kill()
         dead = psutil.Process(started[0].pid)
         deadline = time.monotonic() + WAIT_S
         while dead.status() != psutil.STATUS_ZOMBIE:  # killed, not reaped (we do not wait)
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert live_siblings(me, "svc") == {started[1].pid}
+        assert set(live_siblings(me, "svc")) == {started[1].pid}
 
 
 def test_a_worker_stops_when_a_sibling_dies_and_nobody_replaces_it() -> None:
@@ -112,17 +125,21 @@ def test_a_worker_keeps_serving_when_the_arbiter_replaces_workers() -> None:
             started[1].wait(timeout=1.5)
 
 
-def test_a_worker_stops_when_its_arbiter_is_gone() -> None:
+def test_workers_stop_together_when_their_arbiter_is_gone() -> None:
     with processes() as started:
         arbiter = subprocess.Popen([sys.executable, "-c", ARBITER], stdout=subprocess.PIPE,
                                    text=True)
         started.append(arbiter)
         assert arbiter.stdout is not None
-        worker = psutil.Process(int(arbiter.stdout.readline()))
+        orphans = [psutil.Process(int(pid)) for pid in arbiter.stdout.readline().split()]
         arbiter.kill()
         arbiter.wait()
+        deadline = time.monotonic() + WAIT_S
         try:
-            worker.wait(timeout=WAIT_S)  # re-parented; whoever adopted it reaps it
+            while running := [p for p in orphans if not stopped(p)]:
+                assert time.monotonic() < deadline, f"still running: {running}"
+                time.sleep(0.05)
         finally:
-            if worker.is_running():
-                worker.kill()
+            for process in orphans:
+                if process.is_running():
+                    process.kill()
