@@ -62,9 +62,11 @@ class SupervisionWatch:
     dead workers (`siblings`), that as many workers of the service live (this one included)
     as it should have: `workers`, or when that is unknown the most this watch has seen.
     Otherwise sends SIGTERM, once, to every sibling it knows and then to this process, and
-    stops watching: they stop together. One at a time would not do: a stopping worker shuts
-    the listening socket they share (agbento/shutdown.py), and a sibling still accepting
-    from it then spins on accept errors, holding the GIL from its own watch thread (seen).
+    stops watching: they stop together. One at a time did not do: with the arbiter
+    SIGKILLed, once the first orphan had stopped the other spun at about 50% CPU and its
+    watch thread never ran again (seen 4 times in 4; a SIGTERM still stopped it). Not pinned
+    down; the listening socket they share, which the first shut on its way out
+    (agbento/shutdown.py), is the suspect.
 
     Started once the worker has loaded its model: by then the arbiter has spawned every
     sibling (it spawns them all at once), so with `workers` known one that died loading its
