@@ -85,7 +85,7 @@ class TabularModel:
         bound_after_sigterm(settings.shutdown_timeout_s)
         self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
         self.runtime.warm_up()
-        watch_supervision()  # a dead sibling in a container stops us
+        watch_supervision()  # a sibling nobody replaces, or no arbiter: stop
 
     def __is_ready__(self) -> bool:
         return self.runtime.ready
@@ -167,7 +167,7 @@ class AgBento:
             PredictionSampler(card.schema, card.is_classification,
                               settings.prediction_log_sample, settings.prediction_log_dir))
         MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
-        watch_supervision()  # a dead sibling in a container stops us
+        watch_supervision()  # a sibling nobody replaces, or no arbiter: stop
 
     def _model_scorer(self) -> ModelScorer:
         """The one place the topology shows: the model here, or the model service's client."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -161,3 +162,11 @@ def runtime() -> tuple[TabularRuntime, StandInPredictor]:
     runtime = TabularRuntime(card_without_model(), predictor, retry_s=0.05)
     runtime.warm_up()
     return runtime, predictor
+
+
+def stopped(process: psutil.Process) -> bool:
+    """Gone, or a zombie (stopped; whoever adopted it may reap it late)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -21,9 +21,8 @@ import pytest
 
 from agbento.auth import ApiKey, digest, new_key, write_keys
 from agbento.supervision import service_of
-from tests.helpers import GOOD
+from tests.helpers import GOOD, stopped
 from tests.servers import BentoServer, start_server
-from tests.test_supervision import stopped
 from tests.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from agbento.supervision import live_siblings, service_of
+from tests.helpers import stopped
 
 WAIT_S = 30
 SLEEPER = "import time; time.sleep(120)"
@@ -67,14 +68,6 @@ def watcher(workers: str) -> subprocess.Popen[str]:
                                 "--service-name", "svc"], stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stdout.readline() == "watching\n"
     return process
-
-
-def stopped(process: psutil.Process) -> bool:
-    """Gone, or a zombie (stopped; whoever adopted it may reap it late)."""
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_service_of_reads_the_worker_command_line() -> None:
