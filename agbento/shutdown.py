@@ -60,6 +60,13 @@ def stop_listening() -> int:
     on SIGTERM the socket still listens, and new connections wait in a backlog that no one
     accepts from again, to be reset when the arbiter exits (after the drain). Shutting it
     down (one socket, shared by every process holding it) refuses them at once instead.
+
+    Known limit: that is right when the whole server stops (every worker gets SIGTERM within
+    milliseconds) and wrong when one worker is stopped alone (an operator's kill): the
+    port then refuses connections, and uvloop closes the other workers' servers on the
+    accept() error, until BentoML starts a new worker (or, in a container, the supervision
+    watch restarts the server). Listening again from the siblings was tried and does not
+    revive uvloop's closed server.
     """
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
