@@ -7,11 +7,12 @@ bounded sets: endpoints, statuses, key *ids* (never keys), error codes, feature 
 
 from __future__ import annotations
 
-from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -74,16 +75,20 @@ def observe_inputs(missing: dict[str, int], unseen: dict[str, int],
             counter.labels(feature=feature).inc(count)
 
 
-def observe_classes(predictions: Iterable[Any], probabilities: Iterable[Any]) -> None:
-    counts = Tally(str(label) for label in predictions if label is not None)
-    for label, count in counts.items():
-        PREDICTED_CLASSES.labels(**{"class": label}).inc(count)
-    observe_many(CONFIDENCE, [max(proba.values()) for proba in probabilities if proba])
+def observe_classes(predictions: pa.Array, probabilities: Iterable[pa.Array]) -> None:
+    """Predicted classes counted, and each answered row's top class probability."""
+    for item in pc.value_counts(predictions.drop_null()).to_pylist():
+        PREDICTED_CLASSES.labels(**{"class": str(item["values"])}).inc(item["counts"])
+    columns = [column.to_numpy(zero_copy_only=False) for column in probabilities]
+    if columns and len(columns[0]):
+        matrix = np.column_stack(columns)  # null (a row not answered) is NaN here
+        matrix = matrix[~np.isnan(matrix).all(axis=1)]
+        observe_many(CONFIDENCE, np.nanmax(matrix, axis=1) if len(matrix) else [])
 
 
-def observe_values(predictions: Iterable[Any], histogram: Histogram) -> None:
-    observe_many(histogram, [v for v in predictions
-                             if isinstance(v, (int, float)) and not isinstance(v, bool)])
+def observe_values(predictions: pa.Array, histogram: Histogram) -> None:
+    if pa.types.is_integer(predictions.type) or pa.types.is_floating(predictions.type):
+        observe_many(histogram, predictions.drop_null().to_numpy())
 
 
 def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
@@ -108,12 +113,20 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
 
 
 class PredictionSink(Protocol):
-    def maybe_log(self, rows: list[list[Any]], predictions: list[Any]) -> bool: ...
+    def maybe_log(self, rows: list[list[Any]], predictions: Callable[[], list[Any]]) -> bool: ...
+
+
+class AnswerColumns(Protocol):
+    predictions: pa.Array
+    probabilities: dict[str, pa.Array] | None
 
 
 class ScoredValues(Protocol):
-    prediction_values: list[Any]
-    probability_values: list[Any]
+    """A request's answer (`inference.ScoredRequest`): its Arrow columns, from the model's
+    arrays without JSON when it answered in this process."""
+
+    @property
+    def columns(self) -> AnswerColumns: ...
 
 
 class PredictionObserver:
@@ -130,9 +143,10 @@ class PredictionObserver:
     def observe(self, rows: list[list[Any]], scored: ScoredValues | None) -> None:
         if scored is None:
             return
-        predictions = scored.prediction_values
-        self.sink.maybe_log(rows, predictions)
+        columns = scored.columns
+        # Python values only for a request the sampler logs
+        self.sink.maybe_log(rows, columns.predictions.to_pylist)
         if self.classification:
-            observe_classes(predictions, scored.probability_values)
+            observe_classes(columns.predictions, (columns.probabilities or {}).values())
         elif self.values is not None:
-            observe_values(predictions, self.values)
+            observe_values(columns.predictions, self.values)
