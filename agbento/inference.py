@@ -93,8 +93,12 @@ def json_floats(values: Any) -> np.ndarray:
     tests/test_inference.py fuzzes this against the writer."""
     array = np.asarray(values, dtype=np.float64)
     magnitude = np.abs(array)
-    rounded = np.round(array, JSON_DOUBLE_PRECISION)
-    rest = ~((magnitude < 1) & ((magnitude >= 1e-15) | (array == 0))) & ~np.isnan(array)
+    numpy_rounds = (magnitude < 1) & ((magnitude >= 1e-15) | (array == 0))
+    if numpy_rounds.all():  # the common case (probabilities): no masks to apply
+        return np.round(array, JSON_DOUBLE_PRECISION)
+    rounded = array.copy()
+    rounded[numpy_rounds] = np.round(array[numpy_rounds], JSON_DOUBLE_PRECISION)
+    rest = ~numpy_rounds & ~np.isnan(array)
     if rest.any():
         written = orjson.loads(pd.Series(array[rest]).to_json(
             orient="values", double_precision=JSON_DOUBLE_PRECISION))
