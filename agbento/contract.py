@@ -186,6 +186,7 @@ def render_table(placed: PlacedAnswer, total: int, classes: Sequence[Any] | None
     for error in placed.errors:
         problems.setdefault(error["row"], []).append(
             {"field": error.get("field"), "problem": error["problem"]})
-    columns["error"] = pa.array([(orjson.dumps(problems[i]).decode() if i in problems else None)
-                                 for i in range(total)], pa.string())
+    columns["error"] = pa.array(
+        [(orjson.dumps(problems[i]).decode() if i in problems else None) for i in range(total)],
+        pa.string()) if problems else pa.nulls(total, pa.string())  # no per-row loop
     return encode_table(pa.table(columns), media)
