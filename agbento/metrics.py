@@ -79,11 +79,15 @@ def observe_classes(predictions: pa.Array, probabilities: Iterable[pa.Array]) ->
     """Predicted classes counted, and each answered row's top class probability."""
     for item in pc.value_counts(predictions.drop_null()).to_pylist():
         PREDICTED_CLASSES.labels(**{"class": str(item["values"])}).inc(item["counts"])
-    columns = [column.to_numpy(zero_copy_only=False) for column in probabilities]
-    if columns and len(columns[0]):
-        matrix = np.column_stack(columns)  # null (a row not answered) is NaN here
-        matrix = matrix[~np.isnan(matrix).all(axis=1)]
+    probabilities = list(probabilities)
+    if not probabilities or not len(probabilities[0]):
+        return
+    matrix = np.column_stack([column.to_numpy(zero_copy_only=False) for column in probabilities])
+    if any(column.null_count for column in probabilities):
+        matrix = matrix[~np.isnan(matrix).all(axis=1)]  # rows not answered (NaN here)
         observe_many(CONFIDENCE, np.nanmax(matrix, axis=1) if len(matrix) else [])
+    else:
+        observe_many(CONFIDENCE, matrix.max(axis=1))
 
 
 def observe_values(predictions: pa.Array, histogram: Histogram) -> None:

@@ -196,3 +196,44 @@ def test_a_fused_table_answer_writes_no_json(runtimes: dict[str, TabularRuntime]
                                             contract.classes, ARROW_STREAM)).read_all()
     assert table.num_rows == 50
     assert len(answer.prediction_values) == 50 and len(answer.probability_values) == 50
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_metrics_observe_the_same_from_either_form(runtimes: dict[str, TabularRuntime],
+                                                   on_error: OnError) -> None:
+    from prometheus_client import REGISTRY
+
+    from agbento.metrics import PredictionObserver
+
+    runtime = runtimes["multiclass"]
+    classes = [str(c) for c in runtime.card.schema.label.classes]
+    contract = PredictionContract(runtime.card, max_rows=10_000)
+    data = demo_rows(runtime, 60, 30)
+    if on_error == "skip":
+        data[5] = {**data[5], "flipper_length_mm": "wide"}
+    rows = contract.accept(data, on_error)
+
+    class Sink:
+        def maybe_log(self, rows: Any, predictions: Callable[[], list[Any]]) -> bool:
+            self.logged = predictions()
+            return True
+
+    def observed(topology: str) -> tuple[list[float], list[Any]]:
+        def sample(name: str, **labels: str) -> float:
+            return REGISTRY.get_sample_value(name, labels) or 0.0
+
+        names = [("agbento_predictions_total", {"class": c}) for c in classes] + [
+            ("agbento_prediction_confidence_sum", {}),
+            ("agbento_prediction_confidence_count", {}),
+            ("agbento_prediction_confidence_bucket", {"le": "0.9"})]
+        before = [sample(name, **labels) for name, labels in names]
+        sink = Sink()
+        (scored,) = SCORE[topology](runtime, [rows.rows])
+        PredictionObserver(True, None, sink).observe(rows.rows, scored)
+        return [sample(name, **labels) - b
+                for (name, labels), b in zip(names, before, strict=True)], sink.logged
+
+    (fused_counts, fused_logged), (split_counts, split_logged) = map(observed, TOPOLOGIES)
+    assert fused_counts == split_counts
+    assert sum(fused_counts[:len(classes)]) == len(rows.rows) == fused_counts[-2]
+    assert fused_logged == split_logged and len(fused_logged) == len(rows.rows)
