@@ -120,24 +120,36 @@ def label_array(labels: Any) -> pa.Array:
 
 @dataclass(frozen=True)
 class AnswerColumns:
-    """One request's answer as Arrow columns, a value per row in order: `predictions`, and
-    for a classifier a float64 column per class key (`str(class)`, the model's order);
-    null where a row was not answered (`answered` is False)."""
+    """One request's answer as columns, a value per row in order: `predictions` (Arrow), and
+    for a classifier `matrix`, its probabilities (float64, a column per class key in `keys`:
+    `str(class)`, the model's order). A row not answered (`answered` False) is null in
+    `predictions` and NaN in `matrix`."""
 
     predictions: pa.Array
-    probabilities: dict[str, pa.Array] | None
+    keys: list[str] | None
+    matrix: np.ndarray | None
     answered: np.ndarray
+
+    @cached_property
+    def probabilities(self) -> dict[str, pa.Array] | None:
+        """Per class key its float64 Arrow column (null where not answered)."""
+        if self.keys is None or self.matrix is None:
+            return None
+        return {key: pa.array(self.matrix[:, j], pa.float64(), from_pandas=True)
+                for j, key in enumerate(self.keys)}
 
     def taken(self, placement: np.ndarray) -> AnswerColumns:
         """Row i of the result is row placement[i] of these, null where it is negative."""
-        indices = pa.array(placement, pa.int64(), mask=placement < 0)
+        missing = placement < 0
+        rows = np.maximum(placement, 0)
+        matrix = None
+        if self.matrix is not None:
+            matrix = (self.matrix[rows] if len(self.matrix)
+                      else np.empty((len(placement), self.matrix.shape[1])))
+            matrix[missing] = np.nan
         return AnswerColumns(
-            self.predictions.take(indices),
-            None if self.probabilities is None else {
-                key: column.take(indices) for key, column in self.probabilities.items()},
-            (placement >= 0) & self.answered[np.maximum(placement, 0)]
-            if len(self.answered) else np.zeros(len(placement), bool),
-        )
+            self.predictions.take(pa.array(placement, pa.int64(), mask=missing)), self.keys,
+            matrix, ~missing & self.answered[rows] if len(self.answered) else ~missing)
 
 
 class ScoredRequest:
@@ -160,13 +172,15 @@ class ScoredRequest:
     def __init__(self, predictions: str | None = None, probabilities: str | None = None,
                  failed: list[dict[str, Any]] | None = None, model_error: str | None = None,
                  *, labels: pd.Series | None = None, proba: pd.DataFrame | None = None,
-                 source: ScoredRequest | None = None, placement: np.ndarray | None = None,
-                 ) -> None:
+                 source: ScoredRequest | None = None,
+                 placement: np.ndarray | slice | None = None) -> None:
         self.failed = failed if failed is not None else []
         # The exception type when the model failed on its known-good warm-up rows too.
         self.model_error = model_error
         self.labels, self.proba = labels, proba
-        # a placed answer: row i is row placement[i] of `source` (null where negative)
+        # Row i is row placement[i] of `source` (null where negative): a placed answer; or
+        # a slice of it: a request's rows in its merged batch (whose probabilities are
+        # rounded once for all its requests).
         self.source, self.placement = source, placement
         if predictions is not None:  # the fragments form: these are what it holds
             self.__dict__["predictions"] = predictions
@@ -181,10 +195,10 @@ class ScoredRequest:
         return f"ScoredRequest({form}, rows={len(self)}, failed={len(self.failed)})"
 
     def __len__(self) -> int:
-        if self.placement is not None:
-            return len(self.placement)
         if self.labels is not None:
             return len(self.labels)
+        if isinstance(self.placement, np.ndarray):
+            return len(self.placement)
         return len(self.columns.predictions)
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,25 +250,31 @@ class ScoredRequest:
 
     @cached_property
     def columns(self) -> AnswerColumns:
-        if self.source is not None and self.placement is not None:
-            return self.source.columns.taken(self.placement)
         if self.labels is not None:
+            if isinstance(self.placement, slice) and self.source is not None:
+                # a request of a merged batch: the batch's probabilities, rounded once
+                whole = self.source.columns.matrix
+                matrix = None if whole is None else whole[self.placement]
+            else:
+                matrix = None if self.proba is None else json_floats(
+                    self.proba.to_numpy(dtype=np.float64))
             return AnswerColumns(
-                label_array(self.labels),
-                None if self.proba is None else {
-                    str(key): pa.array(json_floats(self.proba[key].to_numpy()), pa.float64(),
-                                       from_pandas=True) for key in self.proba.columns},
-                np.ones(len(self.labels), dtype=bool))
+                label_array(self.labels.to_numpy()),
+                None if self.proba is None else [str(key) for key in self.proba.columns],
+                matrix, np.ones(len(self.labels), dtype=bool))
+        if self.source is not None and isinstance(self.placement, np.ndarray):
+            return self.source.columns.taken(self.placement)
         predictions = orjson.loads(self.predictions) or []
         answered = np.ones(len(predictions), dtype=bool)
         answered[[f["row"] for f in self.failed]] = False
         rows = orjson.loads(self.probabilities)
-        probabilities = None
+        keys, matrix = None, None
         if rows is not None:
             keys = next((list(row) for row in rows if row), [])
-            probabilities = {key: pa.array([row[key] if row else None for row in rows],
-                                           pa.float64()) for key in keys}
-        return AnswerColumns(pa.array(predictions), probabilities, answered)
+            nothing = [np.nan] * len(keys)
+            matrix = np.array([[row[key] for key in keys] if row else nothing for row in rows],
+                              dtype=np.float64).reshape(len(rows), len(keys))
+        return AnswerColumns(pa.array(predictions), keys, matrix, answered)
 
     @cached_property
     def prediction_values(self) -> list[Any]:
@@ -264,13 +284,12 @@ class ScoredRequest:
     def probability_values(self) -> list[Any]:
         """Per row class->p (None for a row not answered, and for regression)."""
         columns = self.columns
-        if not columns.probabilities:
+        if not columns.keys or columns.matrix is None:
             return [None] * len(columns.answered)
-        keys = list(columns.probabilities)
-        values = zip(*(column.to_pylist() for column in columns.probabilities.values()),
-                     strict=True)
+        keys = columns.keys
         return [dict(zip(keys, row, strict=True)) if answered else None
-                for answered, row in zip(columns.answered.tolist(), values, strict=True)]
+                for answered, row in zip(columns.answered.tolist(), columns.matrix.tolist(),
+                                         strict=True)]
 
     def per_row(self) -> list[dict[str, Any] | None]:
         """{"p": prediction, "q": probabilities} per row; None where the model failed."""
@@ -376,12 +395,18 @@ class TabularRuntime:
             if len(answer.failed) == len(groups[0]) and self._model_is_broken():
                 return [ScoredRequest.broken(self.fault or "unknown")]
             return [answer]
+        if len(groups) == 1:
+            return [ScoredRequest(labels=predictions, proba=probabilities)]
+        # the batch's probabilities are rounded once, for all its requests (numpy's fixed
+        # cost per call is most of a single row's)
+        batch = ScoredRequest(labels=predictions, proba=probabilities)
         answers, start = [], 0
         for group in groups:
             end = start + len(group)
             answers.append(ScoredRequest(
                 labels=predictions.iloc[start:end],
-                proba=None if probabilities is None else probabilities.iloc[start:end]))
+                proba=None if probabilities is None else probabilities.iloc[start:end],
+                source=batch, placement=slice(start, end)))
             start = end
         return answers
 

@@ -7,7 +7,8 @@ bounded sets: endpoints, statuses, key *ids* (never keys), error codes, feature 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter as Tally
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,6 +17,8 @@ import pyarrow.compute as pc
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Up to this many rows an answer's classes are counted in Python (single rows, small batches).
+FEW_ROWS = 64
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 REQUESTS = Counter("agbento_requests", "API requests", ["endpoint", "status", "key_id"])
@@ -75,19 +78,23 @@ def observe_inputs(missing: dict[str, int], unseen: dict[str, int],
             counter.labels(feature=feature).inc(count)
 
 
-def observe_classes(predictions: pa.Array, probabilities: Iterable[pa.Array]) -> None:
-    """Predicted classes counted, and each answered row's top class probability."""
-    for item in pc.value_counts(predictions.drop_null()).to_pylist():
-        PREDICTED_CLASSES.labels(**{"class": str(item["values"])}).inc(item["counts"])
-    probabilities = list(probabilities)
-    if not probabilities or not len(probabilities[0]):
-        return
-    matrix = np.column_stack([column.to_numpy(zero_copy_only=False) for column in probabilities])
-    if any(column.null_count for column in probabilities):
-        matrix = matrix[~np.isnan(matrix).all(axis=1)]  # rows not answered (NaN here)
-        observe_many(CONFIDENCE, np.nanmax(matrix, axis=1) if len(matrix) else [])
+def observe_classes(predictions: pa.Array, probabilities: np.ndarray | None,
+                    answered: np.ndarray) -> None:
+    """Predicted classes counted, and each answered row's top class probability (a row per
+    answer row, a column per class)."""
+    if len(predictions) <= FEW_ROWS:  # Arrow's fixed cost per call is more than the loop's
+        counts = Tally(label for label in predictions.to_pylist() if label is not None).items()
     else:
-        observe_many(CONFIDENCE, matrix.max(axis=1))
+        found = pc.value_counts(predictions.drop_null())
+        counts = zip(found.field("values").to_pylist(), found.field("counts").to_pylist(),
+                     strict=True)
+    for label, count in counts:
+        PREDICTED_CLASSES.labels(**{"class": str(label)}).inc(count)
+    if probabilities is None or not probabilities.size:
+        return
+    if not answered.all():
+        probabilities = probabilities[answered]
+    observe_many(CONFIDENCE, probabilities.max(axis=1) if len(probabilities) else [])
 
 
 def observe_values(predictions: pa.Array, histogram: Histogram) -> None:
@@ -122,7 +129,8 @@ class PredictionSink(Protocol):
 
 class AnswerColumns(Protocol):
     predictions: pa.Array
-    probabilities: dict[str, pa.Array] | None
+    matrix: np.ndarray | None  # probabilities: a row per answer row, a column per class
+    answered: np.ndarray
 
 
 class ScoredValues(Protocol):
@@ -151,6 +159,6 @@ class PredictionObserver:
         # Python values only for a request the sampler logs
         self.sink.maybe_log(rows, columns.predictions.to_pylist)
         if self.classification:
-            observe_classes(columns.predictions, (columns.probabilities or {}).values())
+            observe_classes(columns.predictions, columns.matrix, columns.answered)
         elif self.values is not None:
             observe_values(columns.predictions, self.values)
