@@ -32,11 +32,19 @@ AnswerShape = Literal["predictions", "probabilities"]
 
 @dataclass(frozen=True)
 class PlacedAnswer:
-    """Request row i at position i, as JSON fragments; rows not answered are listed."""
+    """Request row i at position i (rows not answered null, and listed in `errors`)."""
 
-    predictions: str
-    probabilities: str  # "null" for a regression model
+    answer: ScoredRequest
     errors: list[dict[str, Any]]
+    classification: bool = True
+
+    @property
+    def predictions(self) -> str:
+        return self.answer.predictions
+
+    @property
+    def probabilities(self) -> str:
+        return self.answer.probabilities if self.classification else "null"
 
 
 class PredictionContract:
@@ -110,28 +118,16 @@ class PredictionContract:
               on_error: OnError = "fail") -> PlacedAnswer:
         """Each scored row at its request index, null for the rows not answered.
 
-        The common case (every row scored) keeps the model's JSON fragments as they are,
-        without parsing them. A row the model could not score fails the request, unless
-        on_error="skip" (then it is listed in `errors` with the rows the schema refused).
+        The common case (every row scored) keeps the model's answer as it is (its arrays, or
+        the JSON fragments that crossed the hop). A row the model could not score fails the
+        request, unless on_error="skip" (then it is listed in `errors` with the rows the
+        schema refused).
         """
         failures = self.model_failures(rows, scored, on_error)
         errors = sorted([p.to_dict() for p in rows.problems] + failures, key=lambda e: e["row"])
-        if scored is not None and len(rows.indices) == total:
-            predictions, probabilities = scored.predictions, scored.probabilities
-        else:
-            placed_predictions: list[Any] = [None] * total
-            placed_probabilities: list[Any] = [None] * total
-            if scored is not None:
-                for index, prediction, proba in zip(
-                    rows.indices, scored.prediction_values, scored.probability_values,
-                    strict=True,
-                ):
-                    placed_predictions[index], placed_probabilities[index] = prediction, proba
-            predictions = json.dumps(placed_predictions)
-            probabilities = json.dumps(placed_probabilities)
-        if not self.card.is_classification:
-            probabilities = "null"
-        return PlacedAnswer(predictions, probabilities, errors)
+        answer = (scored if scored is not None else ScoredRequest("[]", "[]")).placed(
+            rows.indices, total)
+        return PlacedAnswer(answer, errors, self.card.is_classification)
 
     def render(self, placed: PlacedAnswer, rows: ValidatedRows | ValidatedTable, request_id: str,
                shape: AnswerShape = "predictions") -> bytes:
@@ -178,20 +174,19 @@ def render_table(placed: PlacedAnswer, total: int, classes: Sequence[Any] | None
     import orjson
     import pyarrow as pa
 
-    predictions = orjson.loads(placed.predictions)
-    columns: dict[str, Any] = {"prediction": pa.array(predictions)}
+    answer = placed.answer.columns  # the model's arrays when it answered in this process
+    columns: dict[str, Any] = {"prediction": answer.predictions}
     if classes is not None:
-        probabilities = orjson.loads(placed.probabilities) or [None] * total
+        probabilities = answer.probabilities or {}
         for cls in classes:
-            key = str(cls)
-            columns[f"proba_{cls}"] = pa.array(
-                [p[key] if p else None for p in probabilities], pa.float64())
+            columns[f"proba_{cls}"] = probabilities.get(str(cls), pa.nulls(total, pa.float64()))
     # a row's problems as the JSON error's details: [{"field", "problem"}], field null for
     # the whole row (a problem may quote the client's text: no separator is safe to split on)
     problems: dict[int, list[dict[str, Any]]] = {}
     for error in placed.errors:
         problems.setdefault(error["row"], []).append(
             {"field": error.get("field"), "problem": error["problem"]})
-    columns["error"] = pa.array([(orjson.dumps(problems[i]).decode() if i in problems else None)
-                                 for i in range(total)], pa.string())
+    columns["error"] = pa.array(
+        [(orjson.dumps(problems[i]).decode() if i in problems else None) for i in range(total)],
+        pa.string()) if problems else pa.nulls(total, pa.string())  # no per-row loop
     return encode_table(pa.table(columns), media)

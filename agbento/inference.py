@@ -4,7 +4,9 @@ The model service's batched endpoint merges *requests*, not rows: each item is o
 request's validated rows, encoded as a compact JSON array of value lists, and each answer
 is one request's results as ready-made JSON fragments. Strings cross the service boundary
 and BentoML's (de)serialisation, so no per-row Python objects are built on either side of
-the hop; the model sees one DataFrame per merged batch.
+the hop; the model sees one DataFrame per merged batch. In the fused topology no hop needs
+strings: an answer keeps the model's arrays and writes JSON only for a JSON answer
+(`ScoredRequest`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
 from agbento.columns import encode_table
 from agbento.errors import ApiError, ErrorCode
@@ -79,17 +83,123 @@ def decode_group(encoded: str) -> Group:
     return json.loads(encoded)
 
 
-@dataclass
-class ScoredRequest:
-    """One request's answer as JSON fragments: `predictions` is a JSON array, `probabilities`
-    a JSON array of class->p objects (or "null" for regression). `failed` lists rows the model
-    could not score, as {"row": i, "problem": ...}; their entries in the arrays are null."""
+def json_floats(values: Any) -> np.ndarray:
+    """Floats as the JSON answer writes them and a client reads them back: pandas' writer
+    keeps 15 digits after the point (JSON_DOUBLE_PRECISION), so an answer built from the
+    model's arrays (a table, the v2 protocol, metrics, the cache) says what the JSON answer
+    of either topology says. Where numpy's rounding is exactly the writer's, |x| < 1 and
+    not below 1e-15 (every probability), it is used; the rest (a regression's values, tiny
+    numbers the writer puts in exponent form) goes through the writer itself.
+    tests/test_inference.py fuzzes this against the writer."""
+    array = np.asarray(values, dtype=np.float64)
+    magnitude = np.abs(array)
+    numpy_rounds = (magnitude < 1) & ((magnitude >= 1e-15) | (array == 0))
+    if numpy_rounds.all():  # the common case (probabilities): no masks to apply
+        return np.round(array, JSON_DOUBLE_PRECISION)
+    rounded = array.copy()
+    rounded[numpy_rounds] = np.round(array[numpy_rounds], JSON_DOUBLE_PRECISION)
+    rest = ~numpy_rounds & ~np.isnan(array)
+    if rest.any():
+        written = orjson.loads(pd.Series(array[rest]).to_json(
+            orient="values", double_precision=JSON_DOUBLE_PRECISION))
+        rounded[rest] = [np.nan if v is None else v for v in written]
+    return rounded
 
-    predictions: str
-    probabilities: str
-    failed: list[dict[str, Any]] = field(default_factory=list)
-    # The exception type when the model failed on its known-good warm-up rows too.
-    model_error: str | None = None
+
+def label_array(labels: Any) -> pa.Array:
+    """The model's labels as the Arrow column a JSON answer's values would make: integers
+    int64, floats as `json_floats`, strings and booleans as they are; NaN/None null."""
+    array = pa.array(np.asarray(labels), from_pandas=True)
+    if pa.types.is_floating(array.type):
+        return pa.array(json_floats(array.to_numpy(zero_copy_only=False)), pa.float64(),
+                        from_pandas=True)
+    if pa.types.is_integer(array.type):
+        return array.cast(pa.int64())
+    return array
+
+
+@dataclass(frozen=True)
+class AnswerColumns:
+    """One request's answer as columns, a value per row in order: `predictions` (Arrow), and
+    for a classifier `matrix`, its probabilities (float64, a column per class key in `keys`:
+    `str(class)`, the model's order). A row not answered (`answered` False) is null in
+    `predictions` and NaN in `matrix`."""
+
+    predictions: pa.Array
+    keys: list[str] | None
+    matrix: np.ndarray | None
+    answered: np.ndarray
+
+    @cached_property
+    def probabilities(self) -> dict[str, pa.Array] | None:
+        """Per class key its float64 Arrow column (null where not answered)."""
+        if self.keys is None or self.matrix is None:
+            return None
+        return {key: pa.array(self.matrix[:, j], pa.float64(), from_pandas=True)
+                for j, key in enumerate(self.keys)}
+
+    def taken(self, placement: np.ndarray) -> AnswerColumns:
+        """Row i of the result is row placement[i] of these, null where it is negative."""
+        missing = placement < 0
+        rows = np.maximum(placement, 0)
+        matrix = None
+        if self.matrix is not None:
+            matrix = (self.matrix[rows] if len(self.matrix)
+                      else np.empty((len(placement), self.matrix.shape[1])))
+            matrix[missing] = np.nan
+        return AnswerColumns(
+            self.predictions.take(pa.array(placement, pa.int64(), mask=missing)), self.keys,
+            matrix, ~missing & self.answered[rows] if len(self.answered) else ~missing)
+
+
+class ScoredRequest:
+    """One request's answer: a value (and for a classifier class->p) per row in order.
+
+    It holds either the model's arrays (`labels`, and `proba` with a column per
+    `str(class)`), as the model answered in this process, or JSON fragments, as they cross
+    the split topology's hop (`predictions` a JSON array, `probabilities` a JSON array of
+    class->p objects or "null" for regression). It renders each form from what it holds,
+    when asked:
+    - `predictions`/`probabilities`: the JSON fragments (pandas' writer, in C) for a JSON
+      answer or the hop; from arrays only then;
+    - `columns`: Arrow columns (table answers, the protocols, metrics), from arrays without
+      JSON, from fragments by parsing them;
+    - `prediction_values`/`probability_values`/`per_row`: Python values (the cache).
+    `failed` lists rows the model could not score, as {"row": i, "problem": ...}; they are
+    null in every form (only the fragments form carries failed rows).
+    """
+
+    def __init__(self, predictions: str | None = None, probabilities: str | None = None,
+                 failed: list[dict[str, Any]] | None = None, model_error: str | None = None,
+                 *, labels: pd.Series | None = None, proba: pd.DataFrame | None = None,
+                 source: ScoredRequest | None = None,
+                 placement: np.ndarray | slice | None = None) -> None:
+        self.failed = failed if failed is not None else []
+        # The exception type when the model failed on its known-good warm-up rows too.
+        self.model_error = model_error
+        self.labels, self.proba = labels, proba
+        # Row i is row placement[i] of `source` (null where negative): a placed answer; or
+        # a slice of it: a request's rows in its merged batch (whose probabilities are
+        # rounded once for all its requests).
+        self.source, self.placement = source, placement
+        if predictions is not None:  # the fragments form: these are what it holds
+            self.__dict__["predictions"] = predictions
+            self.__dict__["probabilities"] = probabilities or "null"
+        elif labels is None and source is None:
+            raise ValueError("a ScoredRequest holds JSON fragments, the model's arrays, "
+                             "or a placement of another answer")
+
+    def __repr__(self) -> str:
+        form = ("arrays" if self.labels is not None else
+                "placed" if self.source is not None else "fragments")
+        return f"ScoredRequest({form}, rows={len(self)}, failed={len(self.failed)})"
+
+    def __len__(self) -> int:
+        if self.labels is not None:
+            return len(self.labels)
+        if isinstance(self.placement, np.ndarray):
+            return len(self.placement)
+        return len(self.columns.predictions)
 
     def to_dict(self) -> dict[str, Any]:
         return {"predictions": self.predictions, "probabilities": self.probabilities,
@@ -113,21 +223,79 @@ class ScoredRequest:
                 "rows: the service is not ready; retry later", retry_after_s=MODEL_RETRY_S)
         return self
 
-    # Parsed once per request, for whoever needs the values (cache, placement, metrics).
+    def placed(self, indices: Sequence[int], total: int) -> ScoredRequest:
+        """This answer's row k at request row indices[k], null for the other rows of
+        `total`; this answer itself when it covers every row."""
+        if len(indices) == total:
+            return self
+        placement = np.full(total, -1, dtype=np.int64)
+        placement[np.asarray(indices, dtype=np.int64)] = np.arange(len(indices))
+        return ScoredRequest(source=self, placement=placement)
+
+    @cached_property
+    def predictions(self) -> str:  # noqa: D102 - the class says
+        if self.labels is not None:
+            # pandas writes JSON in C: no per-row Python objects for large requests
+            return self.labels.to_json(orient="values", double_precision=JSON_DOUBLE_PRECISION)
+        return json.dumps(self.prediction_values)  # placed: few rows (the skip path)
+
+    @cached_property
+    def probabilities(self) -> str:  # noqa: D102 - the class says
+        if self.labels is not None:
+            return "null" if self.proba is None else self.proba.to_json(
+                orient="records", double_precision=JSON_DOUBLE_PRECISION)
+        if self.columns.probabilities is None:
+            return "null"
+        return json.dumps(self.probability_values)
+
+    @cached_property
+    def columns(self) -> AnswerColumns:
+        if self.labels is not None:
+            if isinstance(self.placement, slice) and self.source is not None:
+                # a request of a merged batch: the batch's probabilities, rounded once
+                whole = self.source.columns.matrix
+                matrix = None if whole is None else whole[self.placement]
+            else:
+                matrix = None if self.proba is None else json_floats(
+                    self.proba.to_numpy(dtype=np.float64))
+            return AnswerColumns(
+                label_array(self.labels.to_numpy()),
+                None if self.proba is None else [str(key) for key in self.proba.columns],
+                matrix, np.ones(len(self.labels), dtype=bool))
+        if self.source is not None and isinstance(self.placement, np.ndarray):
+            return self.source.columns.taken(self.placement)
+        predictions = orjson.loads(self.predictions) or []
+        answered = np.ones(len(predictions), dtype=bool)
+        answered[[f["row"] for f in self.failed]] = False
+        rows = orjson.loads(self.probabilities)
+        keys, matrix = None, None
+        if rows is not None:
+            keys = next((list(row) for row in rows if row), [])
+            nothing = [np.nan] * len(keys)
+            matrix = np.array([[row[key] for key in keys] if row else nothing for row in rows],
+                              dtype=np.float64).reshape(len(rows), len(keys))
+        return AnswerColumns(pa.array(predictions), keys, matrix, answered)
+
     @cached_property
     def prediction_values(self) -> list[Any]:
-        return orjson.loads(self.predictions)
+        return self.columns.predictions.to_pylist()
 
     @cached_property
     def probability_values(self) -> list[Any]:
-        """Per row class->p (None for regression rows)."""
-        return orjson.loads(self.probabilities) or [None] * len(self.prediction_values)
+        """Per row class->p (None for a row not answered, and for regression)."""
+        columns = self.columns
+        if not columns.keys or columns.matrix is None:
+            return [None] * len(columns.answered)
+        keys = columns.keys
+        return [dict(zip(keys, row, strict=True)) if answered else None
+                for answered, row in zip(columns.answered.tolist(), columns.matrix.tolist(),
+                                         strict=True)]
 
     def per_row(self) -> list[dict[str, Any] | None]:
         """{"p": prediction, "q": probabilities} per row; None where the model failed."""
-        failed = {f["row"] for f in self.failed}
-        return [None if i in failed else {"p": p, "q": q} for i, (p, q) in enumerate(
-            zip(self.prediction_values, self.probability_values, strict=True))]
+        answered = self.columns.answered.tolist()
+        return [{"p": p, "q": q} if ok else None for ok, p, q in zip(
+            answered, self.prediction_values, self.probability_values, strict=True)]
 
     @classmethod
     def from_rows(cls, answers: list[dict[str, Any] | None], failed: list[dict[str, Any]],
@@ -181,7 +349,9 @@ class TabularRuntime:
 
     def warm_up(self) -> None:
         """Score the stored example rows once; readiness (and its gauge) means this worked."""
-        self._fragments(*self._predict(self.examples))
+        labels, proba = self._predict(self.examples)
+        answer = ScoredRequest(labels=labels, proba=proba)
+        answer.to_dict(), answer.columns  # noqa: B018 - each form's code, once before traffic
         self.ready = True
         MODEL_READY.set(1)
 
@@ -225,19 +395,25 @@ class TabularRuntime:
             if len(answer.failed) == len(groups[0]) and self._model_is_broken():
                 return [ScoredRequest.broken(self.fault or "unknown")]
             return [answer]
+        if len(groups) == 1:
+            return [ScoredRequest(labels=predictions, proba=probabilities)]
+        # the batch's probabilities are rounded once, for all its requests (numpy's fixed
+        # cost per call is most of a single row's)
+        batch = ScoredRequest(labels=predictions, proba=probabilities)
         answers, start = [], 0
         for group in groups:
             end = start + len(group)
-            answers.append(self._fragments(predictions.iloc[start:end],
-                                           None if probabilities is None
-                                           else probabilities.iloc[start:end]))
+            answers.append(ScoredRequest(
+                labels=predictions.iloc[start:end],
+                proba=None if probabilities is None else probabilities.iloc[start:end],
+                source=batch, placement=slice(start, end)))
             start = end
         return answers
 
     def _score_rows_one_by_one(self, rows: Group) -> ScoredRequest:
         """The slow path for a request holding a row the model rejects."""
-        # each row's JSON as `_fragments` writes it: a row answers the same bytes alone or
-        # in any batch (and that is what the cache may keep)
+        # each row's JSON as its arrays write it: a row answers the same bytes alone or in
+        # any batch (and that is what the cache may keep)
         predictions: list[str] = []
         probabilities: list[str] = []
         failed = []
@@ -253,7 +429,7 @@ class TabularRuntime:
                 predictions.append("null")
                 probabilities.append("null")
                 continue
-            answer = self._fragments(one, proba)
+            answer = ScoredRequest(labels=one, proba=proba)
             predictions.append(answer.predictions[1:-1])  # "[x]" -> "x"
             probabilities.append(answer.probabilities[1:-1] if proba is not None else "null")
         return ScoredRequest(
@@ -312,15 +488,6 @@ class TabularRuntime:
         labels = self.predictor.predict_from_proba(proba)
         proba.columns = [str(c) for c in proba.columns]
         return labels, proba
-
-    @staticmethod
-    def _fragments(predictions: pd.Series, probabilities: pd.DataFrame | None) -> ScoredRequest:
-        # pandas writes JSON in C: no per-row Python objects for large requests
-        return ScoredRequest(
-            predictions.to_json(orient="values", double_precision=JSON_DOUBLE_PRECISION),
-            "null" if probabilities is None else probabilities.to_json(
-                orient="records", double_precision=JSON_DOUBLE_PRECISION),
-        )
 
 
 def log_rejected_rows(scored: ScoredRequest | None, indices: Sequence[int],

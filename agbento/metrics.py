@@ -8,13 +8,17 @@ bounded sets: endpoints, statuses, key *ids* (never keys), error codes, feature 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Up to this many rows an answer's classes are counted in Python (single rows, small batches).
+FEW_ROWS = 64
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
 REQUESTS = Counter("agbento_requests", "API requests", ["endpoint", "status", "key_id"])
@@ -74,16 +78,28 @@ def observe_inputs(missing: dict[str, int], unseen: dict[str, int],
             counter.labels(feature=feature).inc(count)
 
 
-def observe_classes(predictions: Iterable[Any], probabilities: Iterable[Any]) -> None:
-    counts = Tally(str(label) for label in predictions if label is not None)
-    for label, count in counts.items():
-        PREDICTED_CLASSES.labels(**{"class": label}).inc(count)
-    observe_many(CONFIDENCE, [max(proba.values()) for proba in probabilities if proba])
+def observe_classes(predictions: pa.Array, probabilities: np.ndarray | None,
+                    answered: np.ndarray) -> None:
+    """Predicted classes counted, and each answered row's top class probability (a row per
+    answer row, a column per class)."""
+    if len(predictions) <= FEW_ROWS:  # Arrow's fixed cost per call is more than the loop's
+        counts = Tally(label for label in predictions.to_pylist() if label is not None).items()
+    else:
+        found = pc.value_counts(predictions.drop_null())
+        counts = zip(found.field("values").to_pylist(), found.field("counts").to_pylist(),
+                     strict=True)
+    for label, count in counts:
+        PREDICTED_CLASSES.labels(**{"class": str(label)}).inc(count)
+    if probabilities is None or not probabilities.size:
+        return
+    if not answered.all():
+        probabilities = probabilities[answered]
+    observe_many(CONFIDENCE, probabilities.max(axis=1) if len(probabilities) else [])
 
 
-def observe_values(predictions: Iterable[Any], histogram: Histogram) -> None:
-    observe_many(histogram, [v for v in predictions
-                             if isinstance(v, (int, float)) and not isinstance(v, bool)])
+def observe_values(predictions: pa.Array, histogram: Histogram) -> None:
+    if pa.types.is_integer(predictions.type) or pa.types.is_floating(predictions.type):
+        observe_many(histogram, predictions.drop_null().to_numpy())
 
 
 def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
@@ -108,12 +124,21 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
 
 
 class PredictionSink(Protocol):
-    def maybe_log(self, rows: list[list[Any]], predictions: list[Any]) -> bool: ...
+    def maybe_log(self, rows: list[list[Any]], predictions: Callable[[], list[Any]]) -> bool: ...
+
+
+class AnswerColumns(Protocol):
+    predictions: pa.Array
+    matrix: np.ndarray | None  # probabilities: a row per answer row, a column per class
+    answered: np.ndarray
 
 
 class ScoredValues(Protocol):
-    prediction_values: list[Any]
-    probability_values: list[Any]
+    """A request's answer (`inference.ScoredRequest`): its Arrow columns, from the model's
+    arrays without JSON when it answered in this process."""
+
+    @property
+    def columns(self) -> AnswerColumns: ...
 
 
 class PredictionObserver:
@@ -130,9 +155,10 @@ class PredictionObserver:
     def observe(self, rows: list[list[Any]], scored: ScoredValues | None) -> None:
         if scored is None:
             return
-        predictions = scored.prediction_values
-        self.sink.maybe_log(rows, predictions)
+        columns = scored.columns
+        # Python values only for a request the sampler logs
+        self.sink.maybe_log(rows, columns.predictions.to_pylist)
         if self.classification:
-            observe_classes(predictions, scored.probability_values)
+            observe_classes(columns.predictions, columns.matrix, columns.answered)
         elif self.values is not None:
-            observe_values(predictions, self.values)
+            observe_values(columns.predictions, self.values)

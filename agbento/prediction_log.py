@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,9 @@ class PredictionSampler:
         self.log_dir = log_dir
         self.stopped: str | None = None  # why logging stopped, once it has
 
-    def maybe_log(self, rows: list[list[Any]], predictions: list[Any]) -> bool:
-        """Log this request's accepted rows with their predictions, with probability `rate`."""
+    def maybe_log(self, rows: list[list[Any]], predictions: Callable[[], list[Any]]) -> bool:
+        """Log this request's accepted rows with their predictions (made only when logged),
+        with probability `rate`."""
         if self.stopped or self.rate <= 0 or not rows or random.random() >= self.rate:
             return False
         import bentoml
@@ -66,7 +68,7 @@ class PredictionSampler:
                                            strict=True):
                     monitor.log_batch(list(values), feature.name, "feature",
                                       _DATA_TYPES[feature.kind])
-                monitor.log_batch(predictions, "prediction", "prediction",
+                monitor.log_batch(predictions(), "prediction", "prediction",
                                   "categorical" if self.classification else "numerical")
         except Exception as exc:  # noqa: BLE001 - whatever it is, the prediction stands
             self.stopped = f"{type(exc).__name__}: {exc}"

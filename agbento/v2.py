@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -450,8 +450,9 @@ class EncodedResponse:
 
 
 def encode_response(model: ProtocolModel, request: InferenceRequest, request_id: str,
-                    predictions: list[Any], probabilities: list[Any] | None) -> EncodedResponse:
-    """Output tensors for the rows' predictions (and class -> p per row)."""
+                    predictions: list[Any],
+                    probabilities: Mapping[str, Sequence[Any]] | None) -> EncodedResponse:
+    """Output tensors for the rows' predictions (and per `str(class)` its probabilities)."""
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     count = len(predictions)
@@ -461,7 +462,7 @@ def encode_response(model: ProtocolModel, request: InferenceRequest, request_id:
             values = _prediction_values(predictions, spec.datatype)
         else:
             key = str(spec.label)
-            values = [row[key] for row in probabilities or ()]
+            values = list(probabilities[key]) if probabilities is not None else []
         tensor: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype,
                                   "shape": [count]}
         if wanted.binary:

@@ -90,8 +90,11 @@ async def _infer(request: Request, request_id: str) -> Response:
                              service.contract.max_rows)
     request.state.rows = len(decoded.records)
     scored = await service.score_rows(decoded.records, request_id)
-    probabilities = scored.probability_values if protocol.classification else None
-    encoded = encode_response(protocol, decoded, request_id, scored.prediction_values,
+    columns = scored.columns  # the model's arrays, no JSON, when it answered in this process
+    probabilities = ({key: column.to_pylist() for key, column in
+                      (columns.probabilities or {}).items()}
+                     if protocol.classification else None)
+    encoded = encode_response(protocol, decoded, request_id, columns.predictions.to_pylist(),
                               probabilities)
     return Response(encoded.body, headers={**encoded.headers, REQUEST_ID_HEADER: request_id},
                     media_type=encoded.media_type)

@@ -146,9 +146,10 @@ def test_table_answer_columns_and_errors() -> None:
 
     from agbento.contract import PlacedAnswer, render_table
     from agbento.http import ARROW_STREAM
+    from agbento.inference import ScoredRequest
 
-    placed = PlacedAnswer('["yes",null,"no"]',
-                          '[{"no":0.25,"yes":0.75},null,{"no":0.5,"yes":0.5}]',
+    placed = PlacedAnswer(ScoredRequest('["yes",null,"no"]',
+                                        '[{"no":0.25,"yes":0.75},null,{"no":0.5,"yes":0.5}]'),
                           [{"row": 1, "field": "x", "problem": "missing required feature"},
                            {"row": 1, "field": None, "problem": "the model could not score"}])
     table = pa.ipc.open_stream(render_table(placed, 3, ("no", "yes"), ARROW_STREAM)).read_all()
@@ -161,7 +162,7 @@ def test_table_answer_columns_and_errors() -> None:
                   '{"field":null,"problem":"the model could not score"}]'},
         {"prediction": "no", "proba_no": 0.5, "proba_yes": 0.5, "error": None},
     ]
-    regression = PlacedAnswer("[1.5,2.5]", "null", [])
+    regression = PlacedAnswer(ScoredRequest("[1.5,2.5]", "null"), [], classification=False)
     table = pa.ipc.open_stream(render_table(regression, 2, None, ARROW_STREAM)).read_all()
     assert table.to_pylist() == [{"prediction": 1.5, "error": None},
                                  {"prediction": 2.5, "error": None}]

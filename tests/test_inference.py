@@ -46,3 +46,25 @@ def test_a_good_row_next_to_one_the_model_rejects_answers_as_in_any_batch(
     (mixed,) = runtime.score_requests([encode_rows([good, bad])])  # the row-by-row path
     assert [f["row"] for f in mixed.failed] == [1]
     assert json_items(mixed.predictions) == [json_items(alone.predictions)[0], "null"]
+
+
+def test_json_floats_are_the_values_the_json_writer_writes() -> None:
+    """Arrays rendered as columns say what the JSON answer says, to the last bit."""
+    import numpy as np
+    import orjson
+    import pandas as pd
+
+    from agbento.inference import JSON_DOUBLE_PRECISION, json_floats
+
+    rng = np.random.default_rng(14)
+    values = np.concatenate([
+        rng.random(200_000),  # probabilities
+        rng.random(20_000) ** 12,  # confident models' small ones
+        1 + 9 * rng.random(50_000),  # where numpy's rounding is not the writer's
+        10 ** rng.uniform(-30, 30, 100_000) * rng.choice([-1, 1], 100_000),
+        rng.random(20_000).astype(np.float32),  # a float32 model
+        [0.0, -0.0, 1.0, 1e-15, 9.99e-16, 1e16, 0.5, np.nan, 2.0 ** 53, 1e300, 5e-324],
+    ])
+    written = pd.Series(values).to_json(orient="values", double_precision=JSON_DOUBLE_PRECISION)
+    expected = np.array([np.nan if v is None else v for v in orjson.loads(written)])
+    np.testing.assert_array_equal(json_floats(values), expected)

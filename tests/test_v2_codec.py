@@ -302,7 +302,8 @@ def test_responses_read_back_with_tritonclient(binary: bool) -> None:
         InferRequestedOutput(name, binary_data=binary)
         for name in ("predictions", "proba_Chinstrap_penguin", "proba_Gentoo")])
     request = decode(body, header_length)
-    encoded = encode_response(MODEL, request, "rid", PREDICTIONS, PROBABILITIES)
+    encoded = encode_response(MODEL, request, "rid", PREDICTIONS, {
+        key: [row[key] for row in PROBABILITIES] for key in PROBABILITIES[0]})
     assert (HEADER_LENGTH in encoded.headers) == binary
     result = InferResult.from_response_body(encoded.body, header_length=encoded.headers.get(
         HEADER_LENGTH))
@@ -320,7 +321,7 @@ def test_int_labels_are_int64_and_the_request_id_is_echoed() -> None:
     model = ProtocolModel.from_schema(schema, "rings", "1")
     request = decode(json_body(inputs_json(), id="abc"), model=model)
     encoded = encode_response(model, request, "rid", [5, 3],
-                              [{"3": 0.1, "5": 0.9}, {"3": 0.6, "5": 0.4}])
+                              {"3": [0.1, 0.6], "5": [0.9, 0.4]})
     document = json.loads(encoded.body)
     assert document["id"] == "abc"
     assert document["outputs"] == [
