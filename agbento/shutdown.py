@@ -61,12 +61,8 @@ def stop_listening() -> int:
     accepts from again, to be reset when the arbiter exits (after the drain). Shutting it
     down (one socket, shared by every process holding it) refuses them at once instead.
 
-    Known limit: that is right when the whole server stops (every worker gets SIGTERM within
-    milliseconds) and wrong when one worker is stopped alone (an operator's kill): the
-    port then refuses connections, and uvloop closes the other workers' servers on the
-    accept() error, until BentoML starts a new worker (or, in a container, the supervision
-    watch restarts the server). Listening again from the siblings was tried and does not
-    revive uvloop's closed server.
+    Only when the whole server stops (`shut_when_all_stop`): a worker stopped alone must
+    leave the socket to the others.
     """
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
@@ -93,9 +89,76 @@ def stop_listening() -> int:
     return stopped
 
 
+# /proc/<pid>/comm of a worker that got SIGTERM: how its siblings tell (15 characters at most).
+STOPPING_COMM = "agbento-stop"
+# How long after its SIGTERM a worker looks whether its siblings got one too: the arbiter
+# signals them all within milliseconds when the server stops.
+SIBLINGS_AFTER_S = 0.2
+
+
+def mark_stopping() -> None:
+    """Name this process STOPPING_COMM, for its siblings (`siblings_serving`) to see."""
+    try:
+        with open("/proc/self/comm", "w") as comm:
+            comm.write(STOPPING_COMM)
+    except OSError:  # not Linux: siblings then count it as serving, and nothing is shut
+        pass
+
+
+def siblings_serving() -> list[int]:
+    """The other live workers under this worker's arbiter that have not got SIGTERM.
+
+    Every worker of a `bentoml serve` (both services' in split) holds every listening
+    socket, so all of them count. Outside `bentoml serve` (no arbiter to ask): none."""
+    import psutil
+
+    from agbento.supervision import service_of
+
+    try:
+        me = psutil.Process()
+        if service_of(me.cmdline()) is None:
+            return []
+        serving = []
+        for child in me.parent().children():
+            try:
+                if child.pid == me.pid or child.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                with open(f"/proc/{child.pid}/comm") as comm:
+                    if comm.read().strip() != STOPPING_COMM:
+                        serving.append(child.pid)
+            except (psutil.Error, OSError):  # gone meanwhile
+                continue
+        return serving
+    except psutil.Error:
+        return []
+
+
+def shut_when_all_stop() -> None:
+    """Shut the shared listening sockets if every sibling is stopping too, else leave them.
+
+    A worker stopped alone (an operator's kill, a supervisor replacing it) used to shut
+    them anyway: the port refused every connection, and the others, still serving, met
+    accept() errors (EINVAL), on which uvloop closes a server for good, until BentoML
+    started a new worker (in a container: never). Now the last of a stopping server's
+    workers shuts them, and a lone worker leaves them to its siblings."""
+    serving = siblings_serving()
+    if serving:
+        logger.info("process %d stops alone: listening sockets left to workers %s",
+                    os.getpid(), serving)
+        return
+    try:
+        stopped = stop_listening()
+    except Exception:  # noqa: BLE001 - refusing new connections is a nicety; draining is not
+        logger.exception("could not shut the listening sockets")
+        return
+    logger.info("process %d: every worker is stopping: listening sockets shut: %d",
+                os.getpid(), stopped)
+
+
 def bound_after_sigterm(seconds: float) -> None:
-    """Chain onto the current SIGTERM handler (uvicorn's): stop listening, arm
-    `exit_after`, then delegate (uvicorn drains the connections it has).
+    """Chain onto the current SIGTERM handler (uvicorn's): arm `exit_after`, stop listening
+    if the whole server stops (`shut_when_all_stop`), then delegate (uvicorn drains the
+    connections it has).
 
     Call from the main thread once the server runs (a service's __init__ does).
     """
@@ -109,13 +172,14 @@ def bound_after_sigterm(seconds: float) -> None:
         # daemon threads are frozen).
         if signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None):
             signal.alarm(math.ceil(seconds) + ALARM_AFTER_TIMER_S)
-        try:
-            stopped = stop_listening()
-        except Exception:  # noqa: BLE001 - refusing new connections is a nicety; draining is not
-            logger.exception("could not shut the listening sockets")
-            stopped = -1
-        logger.info("SIGTERM: draining process %d (listening sockets shut: %d, exit within "
-                    "%.0f s)", os.getpid(), stopped, seconds)
+        mark_stopping()
+        if siblings_serving():  # the first signalled of a stopping server, or stopped alone
+            later = threading.Timer(SIBLINGS_AFTER_S, shut_when_all_stop)
+            later.daemon = True
+            later.start()
+        else:
+            shut_when_all_stop()
+        logger.info("SIGTERM: draining process %d (exit within %.0f s)", os.getpid(), seconds)
         if callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:

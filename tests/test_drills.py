@@ -281,6 +281,41 @@ def test_fused_api_worker_killed_under_load(tiny_models: TinyModels) -> None:
 
 
 @pytest.mark.integration
+def test_one_fused_api_worker_stopped_alone_the_port_keeps_serving(
+    tiny_models: TinyModels,
+) -> None:
+    """SIGTERM to one of 2 fused API workers only (a supervisor replacing it, an operator):
+    it drains and exits, while the port keeps taking new connections for the other. The
+    stopping worker used to shut the listening socket all workers share: the port refused
+    every connection and the other worker's server closed on the accept() error, until
+    BentoML started a new worker (agbento/shutdown.py, `shut_when_all_stop`)."""
+    with start_server(ROOT, tiny_models.multiclass.tag, **FUSED_2) as server, \
+            Load(server.url) as load:
+        load.ok_after(0, 100)
+        victim, survivor = workers(server, "agbento")
+        stopped_at = time.monotonic()
+        victim.send_signal(signal.SIGTERM)
+        victim.wait(timeout=60)
+        fresh = [httpx.post(f"{server.url}/predict", json={"data": [GOOD]}, timeout=30)
+                 for _ in range(20)]  # each a new connection
+        load.ok_after(time.monotonic(), 100)
+        assert server.process.poll() is None
+        until(lambda: [w for w in workers(server, "agbento")
+                       if w.pid not in (victim.pid, survivor.pid)], "a new worker")
+    outcomes = load.snapshot()
+    failed, problems = lost_with_the_worker(outcomes, server.log())
+    bad_answers = [o for o in outcomes if o.status is not None and not o.ok
+                   and not (o.status == 503 and o.code != "<not our error shape>")]
+    print(f"\nDRILL one fused API worker SIGTERM (2 workers, {CLIENTS} clients): "
+          f"{len(outcomes)} requests {load.tally()}, {len(failed)} met a closed connection; "
+          f"no 200 for {stall_s(outcomes, stopped_at):.1f} s; 20 new connections after it "
+          f"exited: {[a.status_code for a in fresh].count(200)} answered 200")
+    assert all(a.status_code == 200 for a in fresh)
+    assert not bad_answers, load.tally()
+    assert not problems, problems  # ConnectError would be a refused connection
+
+
+@pytest.mark.integration
 def test_fused_api_worker_killed_in_a_container_stops_the_server(
         tiny_models: TinyModels) -> None:
     """Inside a container BentoML does not replace a dead worker (BENTOML_CONTAINERIZED,
