@@ -11,6 +11,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,18 +236,29 @@ def lost_with_the_worker(outcomes: list[Outcome], log: str, one_per_client: bool
     return failed, problems
 
 
+@contextmanager
+def one_of_two_workers_signalled(
+    tiny_models: TinyModels, signum: int,
+) -> Iterator[tuple[BentoServer, Load, psutil.Process, psutil.Process, float]]:
+    """2 fused API workers under CLIENTS clients; `signum` to one of them: (server, load,
+    the signalled worker, the other, when)."""
+    with start_server(ROOT, tiny_models.multiclass.tag, **FUSED_2) as server, \
+            Load(server.url) as load:
+        load.ok_after(0, 100)
+        victim, survivor = workers(server, "agbento")
+        signalled_at = time.monotonic()
+        victim.send_signal(signum)
+        yield server, load, victim, survivor, signalled_at
+
+
 @pytest.mark.integration
 def test_fused_api_worker_killed_under_load(tiny_models: TinyModels) -> None:
     """SIGKILL one of 2 fused API workers under 16 keep-alive clients: the other keeps
     answering, BentoML's arbiter starts a replacement that answers, and the only requests
     lost are those in flight on the killed worker's connections (a connection error, at most
     one per client; a client that retries them recovers). No other answer than 200."""
-    with start_server(ROOT, tiny_models.multiclass.tag, **FUSED_2) as server, \
-            Load(server.url) as load:
-        load.ok_after(0, 100)
-        victim, survivor = workers(server, "agbento")
-        killed_at = time.monotonic()
-        victim.send_signal(signal.SIGKILL)
+    with one_of_two_workers_signalled(tiny_models, signal.SIGKILL) as (
+            server, load, victim, survivor, killed_at):
         load.ok_after(killed_at, 100)  # the survivor answers meanwhile
         replacement = until(lambda: [w for w in workers(server, "agbento")
                                      if w.pid not in (victim.pid, survivor.pid)], "a new worker")[0]
@@ -289,12 +302,8 @@ def test_one_fused_api_worker_stopped_alone_the_port_keeps_serving(
     stopping worker used to shut the listening socket all workers share: the port refused
     every connection and the other worker's server closed on the accept() error, until
     BentoML started a new worker (agbento/shutdown.py, `shut_when_all_stop`)."""
-    with start_server(ROOT, tiny_models.multiclass.tag, **FUSED_2) as server, \
-            Load(server.url) as load:
-        load.ok_after(0, 100)
-        victim, survivor = workers(server, "agbento")
-        stopped_at = time.monotonic()
-        victim.send_signal(signal.SIGTERM)
+    with one_of_two_workers_signalled(tiny_models, signal.SIGTERM) as (
+            server, load, victim, survivor, stopped_at):
         victim.wait(timeout=60)
         fresh = [httpx.post(f"{server.url}/predict", json={"data": [GOOD]}, timeout=30)
                  for _ in range(20)]  # each a new connection
