@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agbento.access import AccessGate
+from agbento.balance import ConnectionAge
 from agbento.cache import CacheConfig, PredictionCache, open_backend
 from agbento.columns import STATE_KEY, RequestTable
 from agbento.contract import AnswerShape, PredictionContract, answer_media, render_table
@@ -277,9 +278,14 @@ cache_enabled = CacheConfig.from_settings(settings).enabled
 CACHED_ROWS_BOUND = settings.cache_max_rows + 1 if cache_enabled else 1
 
 # Outermost first (BentoML keeps the order; its own layers sit outside all of ours):
-# answer any exception at once, log and time everything, refuse callers without the right
-# key, refuse excess load before reading bodies, then read and shape the bodies. Which
-# path each layer acts on is in the route table (agbento/routes.py).
+# spread keep-alive connections over the workers, answer any exception at once, log and
+# time everything, refuse callers without the right key, refuse excess load before reading
+# bodies, then read and shape the bodies. Which path each layer acts on is in the route
+# table (agbento/routes.py).
+# one API worker: nothing to spread connections over
+AgBento.add_asgi_middleware(
+    ConnectionAge,
+    max_age_s=settings.max_connection_age_s if settings.api_workers > 1 else 0)
 AgBento.add_asgi_middleware(ErrorGuard)
 AgBento.add_asgi_middleware(RequestLog, model_tag=card.tag)
 AgBento.add_asgi_middleware(ProtocolErrors)  # V2/V1 paths: the protocols' error shape

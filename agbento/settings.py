@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     model_threads: int = Field(1, ge=1, description="OpenMP threads per model worker")
     api_workers: int = Field(0, ge=0, description="processes validating requests (fused: each "
                              "also holds the model); 0: the usable CPUs (fused), 1 (split)")
+    max_connection_age_s: float = Field(
+        2.0, ge=0, description="a keep-alive connection this old is closed after its next "
+        "answer, so clients' connections spread over the API workers (0: never)")
     access_log: bool = Field(False, description="BentoML's access log")
     cache_url: str = Field("memory", description="memory, off or redis://...")
     cache_ttl_s: int = Field(3600, ge=1, description="cache entry lifetime")
