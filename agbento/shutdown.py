@@ -112,11 +112,9 @@ def siblings_serving() -> list[int]:
     socket, so all of them count. Outside `bentoml serve` (no arbiter to ask): none."""
     import psutil
 
-    from agbento.supervision import service_of
-
     try:
         me = psutil.Process()
-        if service_of(me.cmdline()) is None:
+        if "--service-name" not in me.cmdline():  # not a `bentoml serve` worker
             return []
         serving = []
         for child in me.parent().children():
