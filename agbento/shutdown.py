@@ -33,6 +33,10 @@ import socket
 import threading
 from typing import Any
 
+import psutil
+
+from agbento.workers import live_workers, service_of
+
 logger = logging.getLogger("agbento.shutdown")
 # How long after the exit timer the kernel's alarm ends a worker that could not run it.
 ALARM_AFTER_TIMER_S = 5
@@ -110,25 +114,23 @@ def siblings_serving() -> list[int]:
 
     Every worker of a `bentoml serve` (both services' in split) holds every listening
     socket, so all of them count. Outside `bentoml serve` (no arbiter to ask): none."""
-    import psutil
-
     try:
         me = psutil.Process()
-        if "--service-name" not in me.cmdline():  # not a `bentoml serve` worker
+        if service_of(me.cmdline()) is None:  # not a `bentoml serve` worker
             return []
-        serving = []
-        for child in me.parent().children():
-            try:
-                if child.pid == me.pid or child.status() == psutil.STATUS_ZOMBIE:
-                    continue
-                with open(f"/proc/{child.pid}/comm") as comm:
-                    if comm.read().strip() != STOPPING_COMM:
-                        serving.append(child.pid)
-            except (psutil.Error, OSError):  # gone meanwhile
-                continue
-        return serving
+        workers = live_workers(me.parent())
     except psutil.Error:
         return []
+    return [pid for pid in workers if pid != me.pid and still_serving(pid)]
+
+
+def still_serving(pid: int) -> bool:
+    """Process `pid` is alive and not marked STOPPING_COMM."""
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip() != STOPPING_COMM
+    except OSError:  # gone meanwhile
+        return False
 
 
 def shut_when_all_stop() -> None:

@@ -30,31 +30,10 @@ import threading
 import psutil
 
 from agbento.shutdown import STOPPING
+from agbento.workers import live_workers, service_of
 
 logger = logging.getLogger("agbento.supervision")
-SERVICE_NAME_ARG = "--service-name"
 CHECK_INTERVAL_S = 1.0
-
-
-def service_of(command: list[str]) -> str | None:
-    """The BentoML service a worker's command line runs (`--service-name NAME`)."""
-    try:
-        return command[command.index(SERVICE_NAME_ARG) + 1]
-    except (ValueError, IndexError):
-        return None
-
-
-def live_siblings(arbiter: psutil.Process, service: str) -> dict[int, psutil.Process]:
-    """The arbiter's live worker processes of `service` by pid (a reaped-late zombie is
-    dead)."""
-    found = {}
-    for child in arbiter.children():
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE and service_of(child.cmdline()) == service:
-                found[child.pid] = child
-        except psutil.Error:  # gone meanwhile
-            continue
-    return found
 
 
 class SupervisionWatch:
@@ -85,7 +64,7 @@ class SupervisionWatch:
         """Why this worker should stop, or None."""
         if os.getppid() != self.arbiter.pid:
             return f"its server process (pid {self.arbiter.pid}) is gone"
-        self.known = live_siblings(self.arbiter, self.service)
+        self.known = live_workers(self.arbiter, self.service)
         if not self.siblings:
             return None
         alive = len(self.known)
@@ -124,7 +103,7 @@ class SupervisionWatch:
 
     def start(self) -> SupervisionWatch:
         # now, not a check later: the arbiter may be gone by then, and its workers with it
-        self.known = live_siblings(self.arbiter, self.service)
+        self.known = live_workers(self.arbiter, self.service)
         threading.Thread(target=self.run, name="agbento-supervision", daemon=True).start()
         return self
 

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from agbento.auth import ApiKey, digest, new_key, write_keys
-from agbento.supervision import service_of
+from agbento.workers import live_workers
 from tests.helpers import GOOD, stopped
 from tests.servers import BentoServer, start_server
 from tests.tiny_models import TinyModels
@@ -134,15 +134,7 @@ class Load:
 def workers(server: BentoServer, service_name: str) -> list[psutil.Process]:
     """The live worker processes of `service_name` under the server's arbiter (a dead one
     the arbiter has not reaped yet is a zombie: not live)."""
-    found = []
-    for child in psutil.Process(server.process.pid).children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE and \
-                    service_of(child.cmdline()) == service_name:
-                found.append(child)
-        except psutil.Error:  # gone meanwhile
-            continue
-    return found
+    return list(live_workers(psutil.Process(server.process.pid), service_name).values())
 
 
 def worker(server: BentoServer, service_name: str) -> psutil.Process:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
-from agbento.supervision import live_siblings, service_of
+from agbento.workers import live_workers, service_of
 from tests.helpers import stopped
 
 WAIT_S = 30
@@ -81,14 +81,14 @@ def test_siblings_are_the_live_workers_of_one_service() -> None:
     with processes() as started:
         started += [sleeper("svc"), sleeper("svc"), sleeper("other")]
         me = psutil.Process()
-        assert set(live_siblings(me, "svc")) == {started[0].pid, started[1].pid}
+        assert set(live_workers(me, "svc")) == {started[0].pid, started[1].pid}
         started[0].kill()
         dead = psutil.Process(started[0].pid)
         deadline = time.monotonic() + WAIT_S
         while dead.status() != psutil.STATUS_ZOMBIE:  # killed, not reaped (we do not wait)
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert set(live_siblings(me, "svc")) == {started[1].pid}
+        assert set(live_workers(me, "svc")) == {started[1].pid}
 
 
 def test_a_worker_stops_when_a_sibling_dies_and_nobody_replaces_it() -> None:
