@@ -7,7 +7,7 @@ endpoints check every row against the model's feature schema *before* anything i
 batched, so one client's bad row cannot fail another's request. Where the model lives is
 the topology (AGBENTO_TOPOLOGY):
 - fused (default): every API worker holds the predictor and merges its concurrent requests
-  in-process (agbento/batching.py); no second service, no hop.
+  in-process (agbento/runtime/batching.py); no second service, no hop.
 - split: `TabularModel` holds the predictor once and merges requests from every API worker
   (BentoML adaptive batching over a list of encoded requests: ../shared/BENTOML-NOTES.md).
 ARCHITECTURE.md draws both.
@@ -15,7 +15,7 @@ ARCHITECTURE.md draws both.
 
 from __future__ import annotations
 
-from agbento.bootstrap import settings  # first: the process environment before numpy loads
+from agbento.ops.bootstrap import settings  # first: the process environment before numpy loads
 
 # isort: split
 from typing import Annotated, Any
@@ -27,35 +27,35 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agbento.access import AccessGate
-from agbento.balance import ConnectionAge
-from agbento.cache import CacheConfig, PredictionCache, open_backend
-from agbento.columns import STATE_KEY, RequestTable
-from agbento.contract import AnswerShape, PredictionContract, answer_media, render_table
-from agbento.errors import ApiError, ErrorCode
-from agbento.guard import ErrorGuard, internal_error, report_internal_error
-from agbento.http import (
+from agbento.core.errors import ApiError, ErrorCode
+from agbento.core.wire import (
     MODEL_HEADER,
     REQUEST_ID_HEADER,
     error_response,
     json_response,
     request_id_from,
 )
-from agbento.inference import ScoredRequest, TabularRuntime, log_rejected_rows
-from agbento.intake import PredictionIntake
-from agbento.metrics import MODEL_INFO, PredictionObserver, observe_inputs
-from agbento.overload import InflightLimit
-from agbento.prediction_log import PredictionSampler
-from agbento.ratelimit import RateLimitConfig
-from agbento.request_log import RequestLog
-from agbento.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
-from agbento.schema import OnError, ValidatedRows, ValidatedTable
-from agbento.scoring import CachedScorer, InProcessModel, ModelScorer, ModelServiceClient
-from agbento.shutdown import bound_after_sigterm
-from agbento.store import load_card
-from agbento.supervision import watch_supervision
-from agbento.v2 import ProtocolModel
-from agbento.v2_http import ProtocolErrors, protocol_routes
+from agbento.http.access import AccessGate
+from agbento.http.balance import ConnectionAge
+from agbento.http.guard import ErrorGuard, internal_error, report_internal_error
+from agbento.http.intake import PredictionIntake
+from agbento.http.overload import InflightLimit
+from agbento.http.ratelimit import RateLimitConfig
+from agbento.http.request_log import RequestLog
+from agbento.models.store import load_card
+from agbento.monitoring.metrics import MODEL_INFO, PredictionObserver, observe_inputs
+from agbento.monitoring.prediction_log import PredictionSampler
+from agbento.ops.shutdown import bound_after_sigterm
+from agbento.ops.supervision import watch_supervision
+from agbento.protocols.endpoints import ProtocolErrors, protocol_routes
+from agbento.protocols.v2 import ProtocolModel
+from agbento.rows.columns import STATE_KEY, RequestTable
+from agbento.rows.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
+from agbento.rows.schema import OnError, ValidatedRows, ValidatedTable
+from agbento.runtime.cache import CacheConfig, PredictionCache, open_backend
+from agbento.runtime.contract import AnswerShape, PredictionContract, answer_media, render_table
+from agbento.runtime.inference import ScoredRequest, TabularRuntime, log_rejected_rows
+from agbento.runtime.scoring import CachedScorer, InProcessModel, ModelScorer, ModelServiceClient
 
 stored_model = bentoml.models.BentoModel(settings.model)
 card = load_card(stored_model)
@@ -140,7 +140,7 @@ info_routes = Starlette(
     tracing={"excluded_urls": [".*"]},
     # BentoML's own probe of the model in /readyz raises when the model does not answer
     # in 5 s, and that request then holds shutdown for the request timeout: __is_ready__
-    # (below) asks instead (agbento/shutdown.py has the story)
+    # (below) asks instead (agbento/ops/shutdown.py has the story)
     runner_probe={"enabled": False},
 )
 class AgBento:
@@ -281,7 +281,7 @@ CACHED_ROWS_BOUND = settings.cache_max_rows + 1 if cache_enabled else 1
 # spread keep-alive connections over the workers, answer any exception at once, log and
 # time everything, refuse callers without the right key, refuse excess load before reading
 # bodies, then read and shape the bodies. Which path each layer acts on is in the route
-# table (agbento/routes.py).
+# table (agbento/http/routes.py).
 # one API worker: nothing to spread connections over
 AgBento.add_asgi_middleware(
     ConnectionAge,

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from agbento.settings import DEMO_MODEL_NAME
-from agbento.training import (
+from agbento.core.settings import DEMO_MODEL_NAME
+from agbento.training.pipeline import (
     DATASETS,
     DEMO_LABEL,
     PROBLEM_TYPES,

@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agbento.auth import (
+from agbento.http.auth import (
     DATE_ONLY,
     ID_PATTERN,
     PERMISSIONS,

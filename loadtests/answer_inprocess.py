@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bentoml  # noqa: E402
 
-from agbento.contract import PredictionContract, render_table  # noqa: E402
-from agbento.http import ARROW_STREAM, PARQUET  # noqa: E402
-from agbento.inference import TabularRuntime  # noqa: E402
-from agbento.metrics import PredictionObserver  # noqa: E402
-from agbento.schema import json_records  # noqa: E402
-from agbento.store import ModelCard  # noqa: E402
-from agbento.training import demo_table  # noqa: E402
+from agbento.core.wire import ARROW_STREAM, PARQUET  # noqa: E402
+from agbento.models.store import ModelCard  # noqa: E402
+from agbento.monitoring.metrics import PredictionObserver  # noqa: E402
+from agbento.rows.schema import json_records  # noqa: E402
+from agbento.runtime.contract import PredictionContract, render_table  # noqa: E402
+from agbento.runtime.inference import TabularRuntime  # noqa: E402
+from agbento.training.pipeline import demo_table  # noqa: E402
 
 
 class NoLog:

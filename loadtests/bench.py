@@ -36,15 +36,15 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# The model in-process with the threads the service's model worker has (agbento/bootstrap.py;
+# The model in-process with the threads the service's model worker has (agbento/ops/bootstrap.py;
 # before any library reads it). On a shared 2-core machine this is also the faster setting:
 # two OpenMP threads fighting other work put an ~8 ms floor under every demo-model call.
 SEED_OMP = os.environ.get("OMP_NUM_THREADS")  # the seed-style baseline runs as it would
 os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("AGBENTO_MODEL_THREADS", "1"))
 
-from agbento.settings import DEMO_MODEL_NAME  # noqa: E402
-from agbento.store import ModelCard  # noqa: E402
-from agbento.training import DATASETS, TrainConfig, train  # noqa: E402
+from agbento.core.settings import DEMO_MODEL_NAME  # noqa: E402
+from agbento.models.store import ModelCard  # noqa: E402
+from agbento.training.pipeline import DATASETS, TrainConfig, train  # noqa: E402
 from loadtests import bench_rows  # noqa: E402
 from loadtests.bench_report import (  # noqa: E402
     BULK_CLIENTS,

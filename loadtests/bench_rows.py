@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from agbento.schema import FeatureSchema, json_records
-from agbento.store import ModelCard
-from agbento.training import DATASETS, load_table
+from agbento.models.store import ModelCard
+from agbento.rows.schema import FeatureSchema, json_records
+from agbento.training.pipeline import DATASETS, load_table
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -193,7 +193,7 @@ def v2_bodies(card: ModelCard, frame: pd.DataFrame, binary: bool) -> tuple[bytes
     import numpy as np
     import tritonclient.http as triton
 
-    from agbento.v2 import HEADER_LENGTH, ProtocolModel
+    from agbento.protocols.v2 import HEADER_LENGTH, ProtocolModel
 
     model = ProtocolModel.of(card)
     tensors = []

@@ -30,12 +30,12 @@ from typing import Any
 import bentoml
 import pandas as pd
 
-from agbento.bounds import TableBounds
-from agbento.columns import RequestTable, frame_of, read_parquet, table_from_records
-from agbento.inference import TabularRuntime, encode_frame, encode_rows
-from agbento.schema import json_records
-from agbento.store import ModelCard
-from agbento.training import demo_table
+from agbento.models.store import ModelCard
+from agbento.rows.bounds import TableBounds
+from agbento.rows.columns import RequestTable, frame_of, read_parquet, table_from_records
+from agbento.rows.schema import json_records
+from agbento.runtime.inference import TabularRuntime, encode_frame, encode_rows
+from agbento.training.pipeline import demo_table
 
 
 def interleaved_ms(stages: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:

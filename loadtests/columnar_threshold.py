@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("BENTOML_HOME", str(Path.home() / "bentoml"))
 
-from agbento.schema import json_records  # noqa: E402
-from agbento.training import demo_table  # noqa: E402
+from agbento.rows.schema import json_records  # noqa: E402
+from agbento.training.pipeline import demo_table  # noqa: E402
 from tests.servers import start_server  # noqa: E402 - a private home sharing the models
 
 MODEL = os.environ.get("MODEL", "agbento-demo:latest")

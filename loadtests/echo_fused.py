@@ -15,7 +15,7 @@ from typing import Any
 
 import bentoml
 
-from agbento.settings import Settings
+from agbento.core.settings import Settings
 
 WORKERS = int(os.environ.get("ECHO_WORKERS", str(os.cpu_count() or 1)))
 # the batcher settings service.py gets by default (its only knobs a bare echo keeps)

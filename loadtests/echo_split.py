@@ -17,7 +17,7 @@ from typing import Any
 
 import bentoml
 
-from agbento.settings import Settings
+from agbento.core.settings import Settings
 
 API_WORKERS = int(os.environ.get("ECHO_API_WORKERS", "1"))
 MODEL_WORKERS = int(os.environ.get("ECHO_MODEL_WORKERS", "1"))

@@ -12,8 +12,8 @@ import random
 
 from locust import FastHttpUser, between, task
 
-from agbento.schema import json_records
-from agbento.training import DEMO_LABEL, demo_table
+from agbento.rows.schema import json_records
+from agbento.training.pipeline import DEMO_LABEL, demo_table
 
 ROWS = json_records(demo_table().dropna(subset=[DEMO_LABEL]).drop(columns=DEMO_LABEL))
 BAD_ROWS = [{"island": "Biscoe", "year": "soon"}, {"bill_length_mm": [1]}, "not a row"]

@@ -37,10 +37,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agbento.schema import json_records  # noqa: E402
-from agbento.settings import DEMO_MODEL_NAME  # noqa: E402
-from agbento.store import ModelCard  # noqa: E402
-from agbento.training import demo_table  # noqa: E402
+from agbento.core.settings import DEMO_MODEL_NAME  # noqa: E402
+from agbento.models.store import ModelCard  # noqa: E402
+from agbento.rows.schema import json_records  # noqa: E402
+from agbento.training.pipeline import demo_table  # noqa: E402
 from loadtests.bench import Server, ensure_model, free_port, machine  # noqa: E402
 
 LUA = Path(__file__).with_name("post.lua")  # with BODIES_FILE: distinct rows

@@ -35,7 +35,7 @@ PY = sys.executable
 def make_input(path: Path, rows: int) -> None:
     import numpy as np
 
-    from agbento.training import demo_table
+    from agbento.training.pipeline import demo_table
 
     table = demo_table().drop(columns=["species"]).sample(rows, replace=True, random_state=42)
     table.insert(0, "penguin_id", np.arange(rows, dtype="int64"))
@@ -126,11 +126,11 @@ def main() -> None:
     print(json.dumps({"input": str(source), "rows": args.rows, "model": args.model,
                       "cpus": os.cpu_count()}), flush=True)
     if "spark" in runs:
-        timed("agbento.spark local[2]", [PY, "-m", "agbento.spark", str(source),
+        timed("agbento.offline.spark local[2]", [PY, "-m", "agbento.spark", str(source),
               str(out / "spark"), "--model", args.model, "--master", "local[2]",
               "--id-column", "penguin_id"])
     if "local" in runs:
-        timed("agbento.batch --local", [PY, "-m", "agbento.batch", str(source),
+        timed("agbento.offline.batch --local", [PY, "-m", "agbento.batch", str(source),
               str(out / "local.parquet"), "--local", args.model, "--id-column", "penguin_id",
               "--quiet"])
     if "http" in runs:
@@ -152,7 +152,7 @@ def main() -> None:
                 if time.monotonic() > deadline or serve.poll() is not None:
                     raise SystemExit(f"bentoml serve did not get ready; see {log.name}")
                 time.sleep(1)
-            timed("agbento.batch --url (one bentoml serve)", [PY, "-m", "agbento.batch",
+            timed("agbento.offline.batch --url (one bentoml serve)", [PY, "-m", "agbento.batch",
                   str(source), str(out / "http.parquet"), "--url", url, "--id-column",
                   "penguin_id", "--quiet"], server=psutil.Process(serve.pid))
         finally:

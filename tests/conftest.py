@@ -85,7 +85,7 @@ class ApiKeys:
 
 @pytest.fixture(scope="session")
 def api_keys(tmp_path_factory: pytest.TempPathFactory) -> ApiKeys:
-    from agbento.auth import ApiKey, digest, new_key, write_keys
+    from agbento.http.auth import ApiKey, digest, new_key, write_keys
 
     grants = {
         "admin": ("predict", "model_info", "admin"),

@@ -17,10 +17,10 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from agbento.inference import TabularRuntime
-from agbento.schema import Feature, FeatureSchema, LabelInfo, json_records
-from agbento.store import ModelCard
-from agbento.training import demo_table
+from agbento.models.store import ModelCard
+from agbento.rows.schema import Feature, FeatureSchema, LabelInfo, json_records
+from agbento.runtime.inference import TabularRuntime
+from agbento.training.pipeline import demo_table
 
 # One valid penguin row for the demo schema.
 GOOD: dict[str, Any] = {

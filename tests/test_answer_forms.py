@@ -13,14 +13,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from agbento import contract as contract_module
-from agbento.cache import CacheConfig, MemoryBackend, PredictionCache
-from agbento.contract import PredictionContract, render_table
-from agbento.http import ARROW_STREAM, PARQUET
-from agbento.inference import Group, ScoredRequest, TabularRuntime, encode_group
-from agbento.schema import OnError
-from agbento.scoring import CachedScorer
-from agbento.training import demo_table
+from agbento.core.wire import ARROW_STREAM, PARQUET
+from agbento.rows.schema import OnError
+from agbento.runtime import contract as contract_module
+from agbento.runtime.cache import CacheConfig, MemoryBackend, PredictionCache
+from agbento.runtime.contract import PredictionContract, render_table
+from agbento.runtime.inference import Group, ScoredRequest, TabularRuntime, encode_group
+from agbento.runtime.scoring import CachedScorer
+from agbento.training.pipeline import demo_table
 from tests.tiny_models import TinyModels, loose_schema_model
 
 TOPOLOGIES = ("fused", "split")
@@ -216,7 +216,7 @@ def test_metrics_observe_the_same_from_either_form(runtimes: dict[str, TabularRu
                                                    on_error: OnError) -> None:
     from prometheus_client import REGISTRY
 
-    from agbento.metrics import PredictionObserver
+    from agbento.monitoring.metrics import PredictionObserver
 
     runtime = runtimes["multiclass"]
     classes = [str(c) for c in runtime.card.schema.label.classes]

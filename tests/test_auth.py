@@ -16,10 +16,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from agbento.access import AccessGate
-from agbento.auth import ApiKey, ApiKeyRing, digest, expiry_instant, load_keys, new_key
-from agbento.errors import ApiError
-from agbento.ratelimit import RateLimitConfig
+from agbento.core.errors import ApiError
+from agbento.http.access import AccessGate
+from agbento.http.auth import ApiKey, ApiKeyRing, digest, expiry_instant, load_keys, new_key
+from agbento.http.ratelimit import RateLimitConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def test_ring_refuses_a_bad_key_at_reload_with_a_log_line_and_no_exception(
     ring = ApiKeyRing(path)
     assert ring.authenticate(broken).id == "broken"
     # hand-edited: a date alone (was a TypeError per request), a malformed date (ValueError)
-    with caplog.at_level(logging.ERROR, logger="agbento.auth"):
+    with caplog.at_level(logging.ERROR, logger="agbento.http.auth"):
         write(path, [entry(good), entry(dated, expires_at="2999-06-30"),
                      entry(broken, expires_at="2027-13-45"),
                      entry(past, expires_at="2001-01-01")])

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from agbento.balance import PRUNE_ABOVE, ConnectionAge
+from agbento.http.balance import PRUNE_ABOVE, ConnectionAge
 
 
 async def ok(scope: Scope, receive: Receive, send: Send) -> None:

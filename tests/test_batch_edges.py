@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from agbento.batch import (
+from agbento.offline.batch import (
     EXIT_FATAL,
     EXIT_OK,
     BatchOptions,

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agbento.batch import main
-from agbento.schema import json_value
+from agbento.offline.batch import main
+from agbento.rows.schema import json_value
 from tests.helpers import interrupt_and_resume, penguin_file
 from tests.servers import BentoServer
 from tests.tiny_models import TinyModels, loose_schema_model

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from agbento.batch_scoring import BODY_PARQUET_COMPRESSION, BatchError, chunk_table, read_answer
-from agbento.columns import encode_table
-from agbento.http import ARROW_STREAM, PARQUET
+from agbento.core.wire import ARROW_STREAM, PARQUET
+from agbento.offline.scorers import BODY_PARQUET_COMPRESSION, BatchError, chunk_table, read_answer
+from agbento.rows.columns import encode_table
 
 CLASSES = ["Adelie", "Gentoo"]
 

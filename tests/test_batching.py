@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from agbento.batching import InProcessBatcher
-from agbento.errors import ApiError, ErrorCode
-from agbento.scoring import InProcessModel
+from agbento.core.errors import ApiError, ErrorCode
+from agbento.runtime.batching import InProcessBatcher
+from agbento.runtime.scoring import InProcessModel
 from tests.helpers import POISON, runtime
 
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from agbento.schema import FeatureSchema, json_records
-from agbento.store import ModelCard
-from agbento.training import DATASETS, TrainConfig, load_data
+from agbento.models.store import ModelCard
+from agbento.rows.schema import FeatureSchema, json_records
+from agbento.training.pipeline import DATASETS, TrainConfig, load_data
 from loadtests import bench_rows
 from loadtests.bench_report import (
     SINGLE,

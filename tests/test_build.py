@@ -34,7 +34,7 @@ def test_build_then_serve_the_bento(tiny_models: TinyModels) -> None:
     bento = bentoml.get(bento_tag)
     assert [str(m.tag) for m in bento.info.all_models] == [tag]
     files = {p.relative_to(bento.path).as_posix() for p in Path(bento.path).rglob("*.py")}
-    assert {"src/service.py", "src/agbento/schema.py"} <= files
+    assert {"src/service.py", "src/agbento/rows/schema.py"} <= files
     assert not any(f.startswith("src/tests/") for f in files)
 
     # The Bento serves from its own copy of the code (its src/), not from the project tree,

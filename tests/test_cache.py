@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agbento.cache import CacheConfig, MemoryBackend, PredictionCache
-from agbento.schema import FeatureSchema
+from agbento.rows.schema import FeatureSchema
+from agbento.runtime.cache import CacheConfig, MemoryBackend, PredictionCache
 from tests.conftest import ApiKeys
 from tests.helpers import GOOD, metric_samples, total
 from tests.servers import BentoServer, free_port, redis_server, start_server

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from agbento.training import demo_table
+from agbento.training.pipeline import demo_table
 from tests.servers import BentoServer
 from tests.tiny_models import TinyModels
 

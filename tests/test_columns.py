@@ -10,8 +10,8 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agbento.columns import table_from_records, validate_records
-from agbento.schema import MAX_STRING_CHARS, Feature, FeatureSchema, LabelInfo
+from agbento.rows.columns import table_from_records, validate_records
+from agbento.rows.schema import MAX_STRING_CHARS, Feature, FeatureSchema, LabelInfo
 
 SCHEMA = FeatureSchema(
     features=(
@@ -131,8 +131,8 @@ def test_a_column_not_present_is_missing() -> None:
 
 
 def test_answer_media_keeps_json_the_default() -> None:
-    from agbento.contract import answer_media
-    from agbento.http import ARROW_STREAM, PARQUET
+    from agbento.core.wire import ARROW_STREAM, PARQUET
+    from agbento.runtime.contract import answer_media
 
     assert answer_media(None) is None
     assert answer_media("*/*") is None
@@ -144,9 +144,9 @@ def test_answer_media_keeps_json_the_default() -> None:
 def test_table_answer_columns_and_errors() -> None:
     import pyarrow as pa
 
-    from agbento.contract import PlacedAnswer, render_table
-    from agbento.http import ARROW_STREAM
-    from agbento.inference import ScoredRequest
+    from agbento.core.wire import ARROW_STREAM
+    from agbento.runtime.contract import PlacedAnswer, render_table
+    from agbento.runtime.inference import ScoredRequest
 
     placed = PlacedAnswer(ScoredRequest('["yes",null,"no"]',
                                         '[{"no":0.25,"yes":0.75},null,{"no":0.5,"yes":0.5}]'),
@@ -170,7 +170,7 @@ def test_table_answer_columns_and_errors() -> None:
 
 def test_pandas_extension_dtypes_agree_with_their_json_rows() -> None:
     """What `batch --local` may hand over: nullable, categorical and string dtypes."""
-    from agbento.schema import json_records
+    from agbento.rows.schema import json_records
 
     frame = pd.DataFrame({
         "x": pd.array([1, None, 3], dtype="Int64"),

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from agbento.contract import PredictionContract
-from agbento.errors import ApiError
-from agbento.inference import ScoredRequest
-from agbento.response_models import PredictionResponse, ProbabilityResponse
+from agbento.core.errors import ApiError
+from agbento.rows.response_models import PredictionResponse, ProbabilityResponse
+from agbento.runtime.contract import PredictionContract
+from agbento.runtime.inference import ScoredRequest
 from tests.helpers import card_without_model
 
 GOOD = {"island": "Biscoe", "bill_length_mm": 45.0}

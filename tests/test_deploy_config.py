@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agbento import metrics
+from agbento.monitoring import metrics
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 METRIC_NAME = re.compile(r"\b(agbento_[a-z_]+)")

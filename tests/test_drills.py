@@ -21,8 +21,8 @@ import httpx
 import psutil
 import pytest
 
-from agbento.auth import ApiKey, digest, new_key, write_keys
-from agbento.workers import live_workers
+from agbento.http.auth import ApiKey, digest, new_key, write_keys
+from agbento.ops.workers import live_workers
 from tests.helpers import GOOD, stopped
 from tests.servers import BentoServer, start_server
 from tests.tiny_models import TinyModels
@@ -293,7 +293,7 @@ def test_one_fused_api_worker_stopped_alone_the_port_keeps_serving(
     it drains and exits, while the port keeps taking new connections for the other. The
     stopping worker used to shut the listening socket all workers share: the port refused
     every connection and the other worker's server closed on the accept() error, until
-    BentoML started a new worker (agbento/shutdown.py, `shut_when_all_stop`)."""
+    BentoML started a new worker (agbento/ops/shutdown.py, `shut_when_all_stop`)."""
     with one_of_two_workers_signalled(tiny_models, signal.SIGTERM) as (
             server, load, victim, survivor, stopped_at):
         victim.wait(timeout=60)
@@ -342,7 +342,7 @@ def test_fused_api_worker_killed_in_a_container_stops_the_server(
     refused = [o for o in outcomes if o.error == "ConnectError"]
     bad_answers = [o for o in outcomes if o.status is not None and o.status != 200
                    and (o.status != 503 or o.code == "<not our error shape>")]
-    stopped = [line for line in log.splitlines() if '"agbento.supervision"' in line]
+    stopped = [line for line in log.splitlines() if '"agbento.ops.supervision"' in line]
     print(f"\nDRILL fused API worker SIGKILL in a container (2 workers, {CLIENTS} clients): "
           f"server exit {code} after {exited_s:.1f} s; {len(outcomes)} requests, "
           f"{len(failed)} lost on broken connections, {len(refused)} connections refused "

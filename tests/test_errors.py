@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agbento.errors import MAX_ERROR_DETAILS, ApiError, ErrorCode
+from agbento.core.errors import MAX_ERROR_DETAILS, ApiError, ErrorCode
 
 ROOT = Path(__file__).resolve().parent.parent
 

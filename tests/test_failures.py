@@ -23,16 +23,16 @@ from typing import Any
 import httpx
 import pytest
 
-from agbento.access import AccessGate
-from agbento.cache import PredictionCache
-from agbento.contract import PredictionContract
-from agbento.guard import INTERNAL_ERROR_MESSAGE, ErrorGuard
-from agbento.inference import MODEL_RETRY_S, TabularRuntime
-from agbento.metrics import INTERNAL_ERRORS, MODEL_READY
-from agbento.overload import InflightLimit
-from agbento.prediction_log import PredictionSampler
-from agbento.settings import get_settings
-from agbento.store import ModelCard
+from agbento.core.settings import get_settings
+from agbento.http.access import AccessGate
+from agbento.http.guard import INTERNAL_ERROR_MESSAGE, ErrorGuard
+from agbento.http.overload import InflightLimit
+from agbento.models.store import ModelCard
+from agbento.monitoring.metrics import INTERNAL_ERRORS, MODEL_READY
+from agbento.monitoring.prediction_log import PredictionSampler
+from agbento.runtime.cache import PredictionCache
+from agbento.runtime.contract import PredictionContract
+from agbento.runtime.inference import MODEL_RETRY_S, TabularRuntime
 from tests.helpers import metric_samples, penguin_rows, total
 from tests.servers import BentoServer, start_server
 from tests.tiny_models import TinyModels
@@ -71,7 +71,7 @@ class Records(logging.Handler):
 
     def errors(self) -> list[dict[str, Any]]:
         return [getattr(r, "fields", {}) for r in self.records
-                if r.name == "agbento.errors" and r.levelno == logging.ERROR]
+                if r.name == "agbento.core.errors" and r.levelno == logging.ERROR]
 
 
 @dataclass
@@ -145,10 +145,10 @@ def assert_internal_error(response: httpx.Response) -> str:
 
 # layer -> how to break it; every one must answer 500 internal_error
 FAULTS: dict[str, Callable[[pytest.MonkeyPatch, ModuleType], None]] = {
-    "request log": lambda mp, svc: mp.setattr("agbento.request_log.request_id_from", raising),
+    "request log": lambda mp, svc: mp.setattr("agbento.http.request_log.request_id_from", raising),
     "access gate": lambda mp, svc: mp.setattr(AccessGate, "__call__", araising),
     "inflight limit": lambda mp, svc: mp.setattr(InflightLimit, "__call__", araising),
-    "intake": lambda mp, svc: mp.setattr("agbento.intake.read_prediction_body", raising),
+    "intake": lambda mp, svc: mp.setattr("agbento.http.intake.read_prediction_body", raising),
     "contract accept": lambda mp, svc: mp.setattr(PredictionContract, "accept", raising),
     "contract place": lambda mp, svc: mp.setattr(PredictionContract, "place", raising),
     "contract render": lambda mp, svc: mp.setattr(PredictionContract, "render", raising),
@@ -210,7 +210,7 @@ def test_a_broken_model_is_503_until_its_warm_up_rows_score_again(
     again = app.predict(fresh_rows(3))
     assert again.json()["error"]["code"] == "model_error"
     # logged once per fault, not per row or request
-    faults = [r for r in log.records if r.name == "agbento.inference" and r.exc_info]
+    faults = [r for r in log.records if r.name == "agbento.runtime.inference" and r.exc_info]
     assert len(faults) == 1 and SECRET in str(faults[0].exc_info[1])
     monkeypatch.undo()  # the model works again: the re-try thread notices
     deadline = time.monotonic() + 10

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agbento.inference import TabularRuntime, encode_rows
+from agbento.runtime.inference import TabularRuntime, encode_rows
 from tests.tiny_models import TinyModels, loose_schema_model
 
 
@@ -54,7 +54,7 @@ def test_json_floats_are_the_values_the_json_writer_writes() -> None:
     import orjson
     import pandas as pd
 
-    from agbento.inference import JSON_DOUBLE_PRECISION, json_floats
+    from agbento.runtime.inference import JSON_DOUBLE_PRECISION, json_floats
 
     rng = np.random.default_rng(14)
     values = np.concatenate([

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agbento.bounds import TableBounds
-from agbento.contract import PredictionContract
-from agbento.errors import ApiError
-from agbento.intake import PredictionIntake, read_prediction_body
-from agbento.schema import Feature, FeatureSchema, LabelInfo
-from agbento.store import ModelCard
+from agbento.core.errors import ApiError
+from agbento.http.intake import PredictionIntake, read_prediction_body
+from agbento.models.store import ModelCard
+from agbento.rows.bounds import TableBounds
+from agbento.rows.schema import Feature, FeatureSchema, LabelInfo
+from agbento.runtime.contract import PredictionContract
 from tests import hostile
 
 JSON = "application/json"
@@ -329,7 +329,7 @@ json_rows = st.lists(st.dictionaries(st.sampled_from(["year", "island", "k" * 30
 @given(rows=json_rows, duplicate=st.booleans(), filler=st.integers(0, 5_000))
 def test_fast_json_parse_is_json_or_declines(rows: list[dict[str, Any]], duplicate: bool,
                                              filler: int) -> None:
-    from agbento.intake import _NOT_FAST, _BoundedJson, _parse_fast
+    from agbento.http.intake import _NOT_FAST, _BoundedJson, _parse_fast
 
     text = json.dumps({"data": rows, "on_error": "skip" + " " * filler})
     if duplicate and rows and rows[0]:
@@ -362,8 +362,8 @@ def test_csv_columns_read_as_the_streaming_reader(header: list[str], cells: list
     """The C reader (pyarrow) either declines or reads what the csv module reads."""
     import csv as csv_module
 
-    from agbento.columns import RequestTable, read_csv_columns
-    from agbento.intake import records_from_csv
+    from agbento.http.intake import records_from_csv
+    from agbento.rows.columns import RequestTable, read_csv_columns
 
     out = io.StringIO()
     if raw_text:  # unquoted, as many files are

@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from agbento.bounds import BYTES_PER_CELL
+from agbento.rows.bounds import BYTES_PER_CELL
 from tests import hostile
 from tests.conftest import ROOT
 from tests.helpers import GOOD

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
 
-from agbento.metrics import observe_many
+from agbento.monitoring.metrics import observe_many
 
 
 def samples(histogram: Histogram) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from agbento.overload import InflightLimit
-from agbento.request_log import RequestLog
+from agbento.http.overload import InflightLimit
+from agbento.http.request_log import RequestLog
 
 
 async def echo(request: Request) -> JSONResponse:

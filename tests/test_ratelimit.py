@@ -15,8 +15,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from agbento import cache
-from agbento.ratelimit import (
+from agbento.core.settings import Settings, SettingsError
+from agbento.http.ratelimit import (
     KEY_PREFIX,
     LocalRateLimit,
     RateLimitConfig,
@@ -25,7 +25,7 @@ from agbento.ratelimit import (
     open_rate_limit,
     redacted,
 )
-from agbento.settings import Settings, SettingsError
+from agbento.runtime import cache
 from tests.conftest import ApiKeys
 from tests.helpers import metric_samples, total
 from tests.servers import free_port, redis_server, start_server
@@ -73,7 +73,7 @@ def config(**overrides: object) -> RateLimitConfig:
 
 def test_without_redis_the_limit_is_divided_by_the_workers(
         caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="agbento.ratelimit"):
+    with caplog.at_level(logging.INFO, logger="agbento.http.ratelimit"):
         limit = open_rate_limit(config(api_workers=2))
     assert isinstance(limit, LocalRateLimit)
     assert (limit.bucket.rate, limit.bucket.burst) == (5, 25)
@@ -159,7 +159,7 @@ def test_fail_open_when_redis_dies_and_back_when_it_returns(
             assert loop.run_until_complete(take_n(limit, 3)).count(0) == 2
             server.kill()
             before = fail_open_count()
-            with caplog.at_level(logging.WARNING, logger="agbento.ratelimit"):
+            with caplog.at_level(logging.WARNING, logger="agbento.http.ratelimit"):
                 waits = loop.run_until_complete(take_n(limit, 5))
             assert waits == [0] * 5  # admitted, every one of them counted
             assert fail_open_count() - before == 5

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agbento.routes import ROUTES, Permission, endpoint_label, route_for
+from agbento.http.routes import ROUTES, Permission, endpoint_label, route_for
 
 SERVICE = Path(__file__).resolve().parent.parent / "service.py"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from agbento.inference import encode_frame, encode_rows
+from agbento.runtime.inference import encode_frame, encode_rows
 from tests.helpers import POISON, runtime
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agbento.schema import FeatureSchema, infer_kind, json_records
+from agbento.rows.schema import FeatureSchema, infer_kind, json_records
 
 
 @pytest.fixture()
@@ -152,7 +152,7 @@ json_values = st.recursive(
 
 
 def penguin_schema() -> FeatureSchema:
-    from agbento.training import demo_table
+    from agbento.training.pipeline import demo_table
 
     return FeatureSchema.derive(demo_table().dropna(subset=["species"]), "species", "multiclass")
 

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from bentoml.exceptions import ServiceUnavailable
 
-from agbento.cache import CacheConfig, MemoryBackend, PredictionCache
-from agbento.errors import ApiError, ErrorCode
-from agbento.inference import ScoredRequest, decode_group, encode_rows
-from agbento.scoring import CachedScorer, ModelServiceClient
+from agbento.core.errors import ApiError, ErrorCode
+from agbento.runtime.cache import CacheConfig, MemoryBackend, PredictionCache
+from agbento.runtime.inference import ScoredRequest, decode_group, encode_rows
+from agbento.runtime.scoring import CachedScorer, ModelServiceClient
 
 
 class StubModel:

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agbento.auth import digest
-from agbento.store import ModelCard, ModelIntegrityError, save_model, verify_model
+from agbento.http.auth import digest
+from agbento.models.store import ModelCard, ModelIntegrityError, save_model, verify_model
 from tests.conftest import ApiKeys
 from tests.helpers import GOOD, metric_samples, total
 from tests.servers import BentoServer, start_server

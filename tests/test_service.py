@@ -13,8 +13,8 @@ import psutil
 import pytest
 from autogluon.tabular import TabularPredictor
 
-from agbento.settings import usable_cpus
-from agbento.store import ModelCard
+from agbento.core.settings import usable_cpus
+from agbento.models.store import ModelCard
 from tests.helpers import adaptive_batches, penguin_rows
 from tests.servers import BentoServer
 from tests.tiny_models import TinyModels

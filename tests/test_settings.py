@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agbento.settings import DEMO_MODEL_NAME, Settings, SettingsError, usable_cpus, variables
+from agbento.core.settings import DEMO_MODEL_NAME, Settings, SettingsError, usable_cpus, variables
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -23,7 +23,8 @@ def test_exit_after_ends_a_stuck_process() -> None:
     start = time.monotonic()
     stuck = subprocess.run(
         [sys.executable, "-c",
-         "import time; from agbento.shutdown import exit_after; exit_after(0.3); time.sleep(60)"],
+         "import time; from agbento.ops.shutdown import exit_after; exit_after(0.3); "
+         "time.sleep(60)"],
         cwd=ROOT, timeout=30,
     )
     assert stuck.returncode == 0
@@ -33,7 +34,7 @@ def test_exit_after_ends_a_stuck_process() -> None:
 def test_a_finished_process_is_not_held_by_the_bound() -> None:
     start = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", "from agbento.shutdown import exit_after; exit_after(60)"],
+        [sys.executable, "-c", "from agbento.ops.shutdown import exit_after; exit_after(60)"],
         cwd=ROOT, timeout=30,
     )
     assert done.returncode == 0
@@ -48,7 +49,7 @@ def test_the_kernel_alarm_ends_a_worker_whose_timer_cannot_run() -> None:
     stuck = subprocess.run(
         [sys.executable, "-c",
          "import os, signal, time\n"
-         "import agbento.shutdown as shutdown\n"
+         "import agbento.ops.shutdown as shutdown\n"
          "shutdown.exit_after = lambda seconds: None\n"
          "shutdown.ALARM_AFTER_TIMER_S = 1\n"
          "signal.signal(signal.SIGTERM, lambda *args: None)\n"
@@ -66,7 +67,7 @@ def test_stop_listening_refuses_new_connections_at_once() -> None:
     after `stop_listening` a new connection is refused instead of waiting in the backlog."""
     script = """
 import os, socket
-from agbento.shutdown import stop_listening
+from agbento.ops.shutdown import stop_listening
 listener = socket.create_server(("127.0.0.1", 0))
 port = listener.getsockname()[1]
 arbiter_copy = os.dup(listener.fileno())

@@ -1,4 +1,4 @@
-"""agbento.spark on a real local[2] Spark (Java 17): the same answers as the service's path."""
+"""agbento.offline.spark on a real local[2] Spark (Java 17): the service's answers."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agbento.store import ModelCard, save_model
-from agbento.training import demo_table
+from agbento.models.store import ModelCard, save_model
+from agbento.training.pipeline import demo_table
 from tests.tiny_models import TinyModels, loose_schema_model
 
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
@@ -25,7 +25,7 @@ pytest.importorskip("pyspark", reason="pyspark not installed: pip install -e '.[
 
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 
-from agbento import spark as agspark  # noqa: E402
+from agbento.offline import spark as agspark  # noqa: E402
 
 TABLE_ROWS = 100_000
 WORKERS = 2
@@ -61,8 +61,8 @@ def in_process(card: ModelCard, table: pd.DataFrame
                ) -> tuple[list[Any], list[Any], list[str | None]]:
     """The service's path: schema validation, then the runtime's JSON answer per row.
     Per table row: prediction, class probabilities, and its problems as "field: problem"."""
-    from agbento.inference import TabularRuntime, encode_rows
-    from agbento.schema import json_value
+    from agbento.rows.schema import json_value
+    from agbento.runtime.inference import TabularRuntime, encode_rows
 
     runtime = TabularRuntime.load(card)
     records = [{k: json_value(v) for k, v in row.items()} for row in table.to_dict("records")]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
-from agbento.workers import live_workers, service_of
+from agbento.ops.workers import live_workers, service_of
 from tests.helpers import stopped
 
 WAIT_S = 30
@@ -23,7 +23,7 @@ SLEEPER = "import time; time.sleep(120)"
 # when the arbiter replaces dead workers; argv[2] how often it checks
 WATCHER = """
 import os, sys, time
-from agbento.supervision import SupervisionWatch
+from agbento.ops.supervision import SupervisionWatch
 count = sys.argv[1]
 SupervisionWatch(os.getppid(), "svc", siblings=count != "none",
                  workers=int(count) if count.isdigit() else None,

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from autogluon.tabular import TabularPredictor
 
-from agbento.store import ModelCard
-from agbento.training import QualityGateError, TrainingError, parse_min_scores, train
+from agbento.models.store import ModelCard
+from agbento.training.pipeline import QualityGateError, TrainingError, parse_min_scores, train
 from tests.tiny_models import TinyModels, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent

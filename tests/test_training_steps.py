@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agbento.training import (
+from agbento.training.pipeline import (
     Explanation,
     Measured,
     QualityGateError,

@@ -21,7 +21,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from agbento.v2 import sanitize_label
+from agbento.protocols.v2 import sanitize_label
 from tests.conftest import MAX_BODY_BYTES, MAX_ROWS, ApiKeys
 from tests.helpers import adaptive_batches, penguin_rows
 from tests.protocol_clients.venv import HERE as CLIENTS_DIR

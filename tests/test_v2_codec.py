@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput, InferResult
 
-from agbento.errors import ApiError, ErrorCode
-from agbento.routes import route_for
-from agbento.schema import FeatureSchema
-from agbento.settings import Settings
-from agbento.v2 import (
+from agbento.core.errors import ApiError, ErrorCode
+from agbento.core.settings import Settings
+from agbento.http.routes import route_for
+from agbento.protocols.v2 import (
     HEADER_LENGTH,
     ProtocolModel,
     decode_request,
@@ -24,6 +23,7 @@ from agbento.v2 import (
     proba_output_names,
     sanitize_label,
 )
+from agbento.rows.schema import FeatureSchema
 
 SCHEMA = FeatureSchema.from_dict({
     "features": [

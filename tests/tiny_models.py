@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agbento.store import ModelCard, save_model
-from agbento.training import TrainConfig, train
+from agbento.models.store import ModelCard, save_model
+from agbento.training.pipeline import TrainConfig, train
 
 TINY_HYPERPARAMETERS = {"GBM": {"num_boost_round": 40}}
 

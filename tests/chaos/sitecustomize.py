@@ -57,9 +57,9 @@ def _patch_inference(module: ModuleType) -> None:
 
 
 PATCHES: dict[str, Callable[[ModuleType], None]] = {
-    "agbento.intake": _patch_intake,
-    "agbento.contract": _patch_contract,
-    "agbento.inference": _patch_inference,
+    "agbento.http.intake": _patch_intake,
+    "agbento.runtime.contract": _patch_contract,
+    "agbento.runtime.inference": _patch_inference,
 }
 
 
