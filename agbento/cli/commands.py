@@ -1,0 +1,3 @@
+"""Every subcommand module, imported once so each registers itself on `agbento.cli.app`."""
+
+from agbento.cli import keys  # noqa: F401
