@@ -52,6 +52,7 @@ def test_build_then_serve_the_bento(tiny_models: TinyModels) -> None:
 NOT_IN_THE_BENTO = {
     "palmerpenguins": "the demo data: training only",
     "tqdm": "the batch client's progress bar: a client, not the service",
+    "typer": "the agbento command: a client, not the service",
 }
 
 
