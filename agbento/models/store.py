@@ -116,11 +116,27 @@ def load_card(reference: bentoml.models.BentoModel) -> ModelCard:
     """The stored model a service refers to, with an error that says what to do."""
     stored = reference.stored  # None when missing; never asks a remote store
     if stored is None:
-        raise ModelNotFoundError(
-            f"model {str(reference.tag)!r} is not in the BentoML model store; train one with "
-            "`python train.py --demo` (or set AGBENTO_MODEL to a tag `bentoml models list` shows)"
-        )
+        raise ModelNotFoundError(missing_model_message(str(reference.tag)))
     return ModelCard.of(stored)
+
+
+def find_card(tag: str) -> ModelCard:
+    """The stored model `tag` names (NAME:VERSION or NAME:latest), or ModelNotFoundError
+    saying how to get one."""
+    from bentoml.exceptions import BentoMLException, NotFound
+
+    try:
+        return ModelCard.of(bentoml.models.get(tag))
+    except NotFound:
+        raise ModelNotFoundError(missing_model_message(tag)) from None
+    except (BentoMLException, ValueError) as error:  # not a tag at all
+        raise ModelNotFoundError(f"{tag!r} is not a model tag ({error}); use NAME:VERSION, "
+                                 "NAME:latest or NAME@STAGE") from None
+
+
+def missing_model_message(tag: str) -> str:
+    return (f"model {tag!r} is not in the BentoML model store; train one with "
+            "`agbento train --demo` (or pick a tag `agbento models list` shows)")
 
 
 def without_nulls(value: Any) -> Any:

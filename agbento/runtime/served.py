@@ -1,0 +1,90 @@
+"""One model version as the endpoints answer with it.
+
+A `ServedModel` bundles what belongs to one version and must never mix with another's:
+the card, the contract that validates against its schema, the scorer that reaches its
+predictor, the cache keyed by its tag and the observer of its answers. An endpoint takes
+the current `ServedModel` once per request and uses only it, so a request validated
+against one version is scored by that version, whatever is swapped in meanwhile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agbento.core.errors import ApiError, ErrorCode
+from agbento.core.settings import Settings
+from agbento.models.store import ModelCard
+from agbento.monitoring.metrics import PredictionObserver, observe_inputs
+from agbento.monitoring.prediction_log import PredictionSampler
+from agbento.rows.columns import RequestTable
+from agbento.rows.schema import OnError, ValidatedRows, ValidatedTable
+from agbento.runtime.cache import CacheBackend, CacheConfig, PredictionCache
+from agbento.runtime.contract import PredictionContract
+from agbento.runtime.inference import ScoredRequest, log_rejected_rows
+from agbento.runtime.scoring import CachedScorer, ModelScorer
+
+Accepted = ValidatedRows | ValidatedTable
+
+
+@dataclass
+class ServedModel:
+    card: ModelCard
+    contract: PredictionContract
+    scorer: ModelScorer
+    scoring: CachedScorer
+    cache: PredictionCache
+    observer: PredictionObserver
+
+    @classmethod
+    def open(cls, card: ModelCard, scorer: ModelScorer, settings: Settings,
+             cache_backend: CacheBackend | None) -> ServedModel:
+        """The endpoints' view of `card`, scored by `scorer` (loaded and warmed up)."""
+        cache_config = CacheConfig.from_settings(settings)
+        cache = PredictionCache(cache_backend, card.tag, cache_config)
+        return cls(
+            card=card,
+            contract=PredictionContract(card, settings.max_rows, settings.extra_fields),
+            scorer=scorer,
+            scoring=CachedScorer(scorer.score, cache, card.is_classification,
+                                 settings.cache_max_rows),
+            cache=cache,
+            observer=PredictionObserver(
+                card.is_classification, card.metadata.get("label_range"),
+                PredictionSampler(card.schema, card.is_classification,
+                                  settings.prediction_log_sample, settings.prediction_log_dir)),
+        )
+
+    @property
+    def tag(self) -> str:
+        return self.card.tag
+
+    async def accept_and_score(
+        self, data: Any, on_error: OnError, request_id: str, table: RequestTable | None = None
+    ) -> tuple[Accepted, ScoredRequest | None]:
+        """Validate against this version's schema, then score with this version's model."""
+        if table is not None:
+            rows: Accepted = self.contract.accept_table(table, on_error)
+        else:
+            rows = self.contract.accept(data, on_error)
+        observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
+        scored = await self.scoring.score(
+            rows.frame if isinstance(rows, ValidatedTable) else rows.rows)
+        log_rejected_rows(scored, rows.indices, request_id)
+        return rows, scored
+
+    async def score_rows(self, data: list[Any], request_id: str) -> ScoredRequest:
+        """/predict's path for the other protocols' codecs (V2, KServe V1): validated,
+        scored from the cache or the batched model, observed; any bad row is an ApiError."""
+        rows, scored = await self.accept_and_score(data, "fail", request_id)
+        self.contract.model_failures(rows, scored)
+        if scored is None:  # cannot happen: "fail" refuses a request without good rows
+            raise ApiError(ErrorCode.EMPTY_DATA, "the request has no rows")
+        self.observer.observe(rows.rows, scored)
+        return scored
+
+    async def is_ready(self) -> bool:
+        return await self.scorer.is_ready()
+
+    async def close(self) -> None:
+        await self.scorer.close()
