@@ -27,40 +27,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agbento.core.errors import ApiError, ErrorCode
-from agbento.core.wire import (
-    MODEL_HEADER,
-    REQUEST_ID_HEADER,
-    error_response,
-    json_response,
-    request_id_from,
-)
+from agbento.core.wire import json_response, request_id_from
 from agbento.http.access import AccessGate
 from agbento.http.balance import ConnectionAge
-from agbento.http.guard import ErrorGuard, internal_error, report_internal_error
+from agbento.http.endpoints import PredictionEndpoints
+from agbento.http.guard import ErrorGuard
 from agbento.http.intake import PredictionIntake
 from agbento.http.overload import InflightLimit
 from agbento.http.ratelimit import RateLimitConfig
 from agbento.http.request_log import RequestLog
 from agbento.models.store import load_card
-from agbento.monitoring.metrics import MODEL_INFO, PredictionObserver, observe_inputs
-from agbento.monitoring.prediction_log import PredictionSampler
+from agbento.monitoring.metrics import MODEL_INFO
 from agbento.ops.shutdown import bound_after_sigterm
 from agbento.ops.supervision import watch_supervision
 from agbento.protocols.endpoints import ProtocolErrors, protocol_routes
-from agbento.protocols.v2 import ProtocolModel
-from agbento.rows.columns import STATE_KEY, RequestTable
 from agbento.rows.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
-from agbento.rows.schema import OnError, ValidatedRows, ValidatedTable
-from agbento.runtime.cache import CacheConfig, PredictionCache, open_backend
-from agbento.runtime.contract import AnswerShape, PredictionContract, answer_media, render_table
-from agbento.runtime.inference import ScoredRequest, TabularRuntime, log_rejected_rows
-from agbento.runtime.scoring import CachedScorer, InProcessModel, ModelScorer, ModelServiceClient
+from agbento.rows.schema import OnError
+from agbento.runtime.cache import CacheConfig, open_backend
+from agbento.runtime.contract import AnswerShape
+from agbento.runtime.inference import TabularRuntime
+from agbento.runtime.scoring import InProcessModel, ModelScorer, ModelServiceClient
+from agbento.runtime.served import ServedModel
 
 stored_model = bentoml.models.BentoModel(settings.model)
 card = load_card(stored_model)
-# Open Inference Protocol V2 and KServe V1: codecs in front of the same contract
-protocol = ProtocolModel.of(card, settings.served_model_name)
 Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
 # Where the fused topology "finds" the model service it never calls (see AgBento).
 NOT_STARTED_URL = "http://127.0.0.1:9"
@@ -111,13 +101,13 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def model_info(request: Request) -> JSONResponse:
-    return JSONResponse(bentoml.get_current_service().card.info())
+    return JSONResponse(bentoml.get_current_service().served.card.info())
 
 
 async def clear_cache(request: Request) -> Response:
     """POST /admin/cache/clear: drop the served model's cached answers (admin permission)."""
     request_id = request_id_from(request.headers)
-    removed = await bentoml.get_current_service().cache.clear()
+    removed = await bentoml.get_current_service().served.cache.clear()
     return json_response({"cleared": removed, "request_id": request_id}, 200, request_id)
 
 
@@ -155,18 +145,9 @@ class AgBento:
     def __init__(self) -> None:
         # first: a SIGTERM during the model's load (fused) must bound the stop too
         bound_after_sigterm(settings.shutdown_timeout_s)
-        self.card = card
-        self.protocol = protocol
-        self.contract = PredictionContract(card, settings.max_rows, settings.extra_fields)
-        cache_config = CacheConfig.from_settings(settings)
-        self.cache = PredictionCache(open_backend(cache_config), card.tag, cache_config)
-        self.model_scorer = self._model_scorer()
-        self.scoring = CachedScorer(self.model_scorer.score, self.cache,
-                                    card.is_classification, settings.cache_max_rows)
-        self.observer = PredictionObserver(
-            card.is_classification, card.metadata.get("label_range"),
-            PredictionSampler(card.schema, card.is_classification,
-                              settings.prediction_log_sample, settings.prediction_log_dir))
+        self.cache_backend = open_backend(CacheConfig.from_settings(settings))
+        self.served = ServedModel.open(card, self._model_scorer(), settings, self.cache_backend)
+        self.endpoints = PredictionEndpoints(lambda: self.served)
         MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
         watch_supervision()  # a sibling nobody replaces, or no arbiter: stop
 
@@ -182,7 +163,7 @@ class AgBento:
 
     @bentoml.on_shutdown
     async def close_model(self) -> None:
-        await self.model_scorer.close()
+        await self.served.close()
 
     @bentoml.api(route="/predict")
     async def predict(
@@ -194,82 +175,34 @@ class AgBento:
         Parquet bodies by content type. `on_error="skip"` predicts the good rows and answers
         the bad ones in place (null, listed in `errors`).
         """
-        return await self._respond(data, ctx, on_error, "predictions")
+        return await self._answer(ctx, data, on_error, "predictions")
 
     @bentoml.api(route="/predict_proba")
     async def predict_proba(
         self, data: Rows, ctx: bentoml.Context, on_error: OnError = "fail"
     ) -> ProbabilityResponse:
         """Class probabilities for `data` (classification models only)."""
-        return await self._respond(data, ctx, on_error, "probabilities")
+        return await self._answer(ctx, data, on_error, "probabilities")
+
+    async def _answer(self, ctx: bentoml.Context, data: Any, on_error: OnError,
+                      shape: AnswerShape) -> Response:
+        response = await self.endpoints.respond(ctx.request, data, on_error, shape)
+        ctx.response.status_code = response.status_code
+        return response
 
     async def __is_ready__(self) -> bool:
         """/readyz: the model is warmed up and not broken (fused: this worker's own; split:
         the model service answers its /readyz within 5 s)."""
-        return await self.model_scorer.is_ready()
+        return await self.served.is_ready()
 
     async def health(self) -> dict[str, Any]:
         loaded = await self.__is_ready__()
         return {
             "status": "healthy" if loaded else "unhealthy",
             "model_loaded": loaded,
-            "model": self.card.reference(),
-            "cache": self.cache.describe(),
+            "model": self.served.card.reference(),
+            "cache": self.served.cache.describe(),
         }
-
-    async def _respond(
-        self, data: Any, ctx: bentoml.Context, on_error: OnError, shape: AnswerShape
-    ) -> Response:
-        request_id = request_id_from(ctx.request.headers)
-        # a large request comes decoded into columns by the intake (never one the cache
-        # answers: see PredictionIntake below); `data` is then empty
-        table: RequestTable | None = getattr(ctx.request.state, STATE_KEY, None)
-        total = table.total if table is not None else len(data) if isinstance(data, list) else 0
-        ctx.request.state.rows = total
-        media = answer_media(ctx.request.headers.get("accept"))
-        try:
-            self.contract.require_shape(shape)
-            rows, scored = await self._accept_and_score(data, on_error, request_id, table)
-            placed = self.contract.place(rows, total, scored, on_error)
-            if media is None:
-                body = self.contract.render(placed, rows, request_id, shape)
-            else:
-                body = render_table(placed, total, self.contract.classes, media)
-            self.observer.observe(rows.rows, scored)
-        except ApiError as error:
-            response = error_response(error, request_id)
-        except Exception as exc:  # noqa: BLE001 - ours, not the client's: our shape, logged
-            report_internal_error(request_id, "POST", ctx.request.scope.get("path", "?"), exc)
-            response = error_response(internal_error(), request_id)
-        else:
-            response = json_response(body, 200, request_id) if media is None else Response(
-                body, 200, media_type=media,
-                headers={REQUEST_ID_HEADER: request_id, MODEL_HEADER: self.card.tag})
-        ctx.response.status_code = response.status_code
-        return response
-
-    async def score_rows(self, data: list[Any], request_id: str) -> ScoredRequest:
-        """/predict's path for the other protocols' codecs (V2, KServe V1): validated,
-        scored from the cache or the batched model, observed; any bad row is an ApiError."""
-        rows, scored = await self._accept_and_score(data, "fail", request_id)
-        self.contract.model_failures(rows, scored)
-        if scored is None:  # cannot happen: "fail" refuses a request without good rows
-            raise ApiError(ErrorCode.EMPTY_DATA, "the request has no rows")
-        self.observer.observe(rows.rows, scored)
-        return scored
-
-    async def _accept_and_score(
-        self, data: Any, on_error: OnError, request_id: str, table: RequestTable | None = None
-    ) -> tuple[ValidatedRows | ValidatedTable, ScoredRequest | None]:
-        if table is not None:
-            rows: ValidatedRows | ValidatedTable = self.contract.accept_table(table, on_error)
-        else:
-            rows = self.contract.accept(data, on_error)
-        observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
-        scored = await self.scoring.score(
-            rows.frame if isinstance(rows, ValidatedTable) else rows.rows)
-        log_rejected_rows(scored, rows.indices, request_id)
-        return rows, scored
 
 
 # The smallest request the cache does not answer (CachedScorer.caches; its keys are the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,9 +25,10 @@ MAX_ERROR_BODY = 8192
 
 
 class RequestLog:
-    def __init__(self, app: ASGIApp, model_tag: str) -> None:
+    def __init__(self, app: ASGIApp, model_tag: str | Callable[[], str]) -> None:
         self.app = app
-        self.model_tag = model_tag
+        # the version being served (a callable: it changes when a new version is swapped in)
+        self.model_tag = model_tag if callable(model_tag) else lambda: model_tag
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not route_for(scope["path"]).logged:
@@ -71,7 +73,9 @@ class RequestLog:
         REQUEST_DURATION.labels(endpoint=endpoint).observe(elapsed)
         line = {"request_id": request_id, "key_id": key_id, "method": scope["method"],
                 "endpoint": scope["path"], "status": status, "rows": rows,
-                "latency_ms": round(elapsed * 1000, 2), "model": self.model_tag}
+                "latency_ms": round(elapsed * 1000, 2),
+                # the version that answered, else the one served now
+                "model": state.get("model") or self.model_tag()}
         if status < 400:
             ROWS.labels(endpoint=endpoint, key_id=key_id).inc(rows)
         else:

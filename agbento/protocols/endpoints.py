@@ -21,12 +21,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agbento.core.errors import ApiError
 from agbento.core.settings import get_settings
-from agbento.core.wire import REQUEST_ID_HEADER, error_response, json_response, request_id_from
+from agbento.core.wire import (
+    MODEL_HEADER,
+    REQUEST_ID_HEADER,
+    error_response,
+    json_response,
+    request_id_from,
+)
 from agbento.http.intake import read_body
 from agbento.http.request_log import error_of
 from agbento.http.routes import route_for
+from agbento.models.store import ModelCard
 from agbento.protocols.v2 import (
     HEADER_LENGTH,
+    ProtocolModel,
     decode_request,
     decode_v1_request,
     encode_response,
@@ -34,6 +42,7 @@ from agbento.protocols.v2 import (
     error_message,
     server_metadata,
 )
+from agbento.runtime.served import ServedModel
 
 # Longest error body we rewrite (ours are a few KB at most: details are capped).
 MAX_ERROR_BODY = 256 * 1024
@@ -81,22 +90,23 @@ async def infer(request: Request) -> Response:
 
 
 async def _infer(request: Request, request_id: str) -> Response:
-    service = bentoml.get_current_service()
-    protocol = _target(request)
+    served = _served(request)  # once: this request's version from here to its answer
+    protocol = _target(request, served)
     settings = get_settings()
     body = await read_body(request.headers, request.receive, settings.max_body_bytes,
                            decompress=True)
     decoded = decode_request(body, request.headers.get(HEADER_LENGTH), protocol,
-                             service.contract.max_rows)
+                             served.contract.max_rows)
     request.state.rows = len(decoded.records)
-    scored = await service.score_rows(decoded.records, request_id)
+    scored = await served.score_rows(decoded.records, request_id)
     columns = scored.columns  # the model's arrays, no JSON, when it answered in this process
     probabilities = ({key: column.to_pylist() for key, column in
                       (columns.probabilities or {}).items()}
                      if protocol.classification else None)
     encoded = encode_response(protocol, decoded, request_id, columns.predictions.to_pylist(),
                               probabilities)
-    return Response(encoded.body, headers={**encoded.headers, REQUEST_ID_HEADER: request_id},
+    return Response(encoded.body, headers={**encoded.headers, REQUEST_ID_HEADER: request_id,
+                                           MODEL_HEADER: served.tag},
                     media_type=encoded.media_type)
 
 
@@ -105,24 +115,48 @@ async def v1_predict(request: Request) -> Response:
 
 
 async def _v1_predict(request: Request, request_id: str) -> Response:
-    service = bentoml.get_current_service()
-    protocol = _target(request)
+    served = _served(request)
+    protocol = _target(request, served)
     body = await read_body(request.headers, request.receive, get_settings().max_body_bytes,
                            decompress=True)
-    records = decode_v1_request(body, protocol, service.contract.max_rows)
+    records = decode_v1_request(body, protocol, served.contract.max_rows)
     request.state.rows = len(records)
-    scored = await service.score_rows(records, request_id)
-    return json_response(encode_v1_response(scored.prediction_values), 200, request_id)
+    scored = await served.score_rows(records, request_id)
+    response = json_response(encode_v1_response(scored.prediction_values), 200, request_id)
+    response.headers[MODEL_HEADER] = served.tag
+    return response
 
 
 async def v1_model(request: Request) -> Response:
     return await _answer(request, _ready)
 
 
-def _target(request: Request) -> Any:
-    """The served model's protocol view, or 404 for another name or version."""
-    protocol = bentoml.get_current_service().protocol
+def _served(request: Request) -> ServedModel:
+    served: ServedModel = bentoml.get_current_service().served
+    request.state.model = served.tag
+    return served
+
+
+def _target(request: Request, served: ServedModel | None = None) -> ProtocolModel:
+    """The served version's protocol view, or 404 for another name or version."""
+    protocol = protocol_of((served or _served(request)).card)
     protocol.check_target(request.path_params["name"], request.path_params.get("version"))
+    return protocol
+
+
+# V2's view of the versions served lately, by tag (a swap brings one more)
+_PROTOCOLS: dict[str, ProtocolModel] = {}
+_PROTOCOLS_KEPT = 4
+
+
+def protocol_of(card: ModelCard) -> ProtocolModel:
+    """V2's view of a stored model, built once per version."""
+    protocol = _PROTOCOLS.get(card.tag)
+    if protocol is None:
+        protocol = ProtocolModel.of(card, get_settings().served_model_name)
+        while len(_PROTOCOLS) >= _PROTOCOLS_KEPT:
+            _PROTOCOLS.pop(next(iter(_PROTOCOLS)))
+        _PROTOCOLS[card.tag] = protocol
     return protocol
 
 
