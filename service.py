@@ -18,6 +18,7 @@ from __future__ import annotations
 from agbento.ops.bootstrap import settings  # first: the process environment before numpy loads
 
 # isort: split
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -42,6 +43,7 @@ from agbento.http.intake import PredictionIntake
 from agbento.http.overload import InflightLimit
 from agbento.http.ratelimit import RateLimitConfig
 from agbento.http.request_log import RequestLog
+from agbento.models.stages import bento_labels, bento_pin, resolve_tag
 from agbento.models.store import load_card
 from agbento.monitoring.metrics import MODEL_INFO, PredictionObserver, observe_inputs
 from agbento.monitoring.prediction_log import PredictionSampler
@@ -57,7 +59,10 @@ from agbento.runtime.contract import AnswerShape, PredictionContract, answer_med
 from agbento.runtime.inference import ScoredRequest, TabularRuntime, log_rejected_rows
 from agbento.runtime.scoring import CachedScorer, InProcessModel, ModelScorer, ModelServiceClient
 
-stored_model = bentoml.models.BentoModel(settings.model)
+# NAME@STAGE is the version promoted there (the stage registry); inside a built Bento, the
+# version the Bento was built with (its bento.yaml: docs/lifecycle.md)
+model_tag = resolve_tag(settings.model, pinned=bento_pin(Path(__file__)))
+stored_model = bentoml.models.BentoModel(model_tag)
 card = load_card(stored_model)
 # Open Inference Protocol V2 and KServe V1: codecs in front of the same contract
 protocol = ProtocolModel.of(card, settings.served_model_name)
@@ -142,6 +147,8 @@ info_routes = Starlette(
     # in 5 s, and that request then holds shutdown for the request timeout: __is_ready__
     # (below) asks instead (agbento/ops/shutdown.py has the story)
     runner_probe={"enabled": False},
+    # `bentoml build` writes these into the Bento: what AGBENTO_MODEL named, what it was
+    labels=bento_labels(settings.model, model_tag),
 )
 class AgBento:
     model = stored_model

@@ -383,13 +383,15 @@ class LocalScorer:
     def __init__(self, tag: str) -> None:
         import bentoml
 
+        from agbento.models.stages import StageError, resolve_tag
         from agbento.models.store import ModelCard
         from agbento.runtime.inference import TabularRuntime
 
-        try:
-            card = ModelCard.of(bentoml.models.get(tag))
-        except bentoml.exceptions.NotFound:
-            raise BatchError(f"model {tag!r} is not in the local model store") from None
+        try:  # NAME@STAGE too: the version promoted there now
+            card = ModelCard.of(bentoml.models.get(resolve_tag(tag)))
+        except (bentoml.exceptions.NotFound, LookupError) as exc:  # StageError, not found
+            raise BatchError(str(exc) if isinstance(exc, StageError) else
+                             f"model {tag!r} is not in the local model store") from None
         self.card = card
         self.runtime = TabularRuntime.load(card)
         self.classes = [str(c) for c in card.info().get("classes") or []]
