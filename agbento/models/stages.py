@@ -150,10 +150,13 @@ def bento_pin(service_file: Path) -> BentoPin | None:
         return None
     info = yaml.safe_load(manifest.read_text()) or {}
     labels = info.get("labels") or {}
+    # a Bento's models: its own list (1.2+ keeps it empty) and each service's
+    listed = [*(info.get("models") or []),
+              *(m for service in info.get("services") or [] for m in service.get("models") or [])]
     return BentoPin(
         bento=f"{info.get('name')}:{info.get('version')}",
         reference=labels.get(BENTO_REFERENCE_LABEL),
-        tags=tuple(str(m["tag"]) for m in info.get("models") or []),
+        tags=tuple(dict.fromkeys(str(m["tag"]) for m in listed)),
     )
 
 
