@@ -79,6 +79,12 @@ def _change(action: str, run: Callable[[], Done]) -> Done:
         raise CliError(f"{action} refused: {exc}") from None
 
 
+def human_size(size: int | None) -> str:
+    if not size:
+        return "-"
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+
+
 @models.command("list")
 def list_versions(name: str, as_json: AsJson = False) -> None:
     """Every stored version of NAME, newest first: stages, created, holdout score, size."""
@@ -95,7 +101,7 @@ def list_versions(name: str, as_json: AsJson = False) -> None:
     table = [("VERSION", "STAGES", "CREATED", "SCORE", "SIZE")]
     for row in rows:
         score = (f"{row.eval_metric}={row.score:.4f}" if row.score is not None else "-")
-        size = f"{row.size_bytes / 1e6:.1f} MB" if row.size_bytes else "-"
+        size = human_size(row.size_bytes)
         table.append((row.version, ",".join(row.stages) or "-", row.created_at, score, size))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:

@@ -38,7 +38,7 @@ import pandas as pd
 
 from agbento.core.wire import ARROW_STREAM, PARQUET, PARQUET_TYPES
 from agbento.rows.columns import encode_table
-from agbento.rows.schema import json_value
+from agbento.rows.schema import json_value, nulls_as_none
 
 if TYPE_CHECKING:
     import httpx
@@ -357,14 +357,6 @@ class _Validated:
     frame: pd.DataFrame  # model input, accepted rows only
     indices: np.ndarray  # the chunk row of each accepted row
     rejects: pd.DataFrame
-
-
-def nulls_as_none(chunk: pd.DataFrame) -> pd.DataFrame:
-    """Empty cells of text columns (NaN from CSV and JSON Lines readers) as None, the null a
-    table body decodes to in the service: NaN there would be a number."""
-    fixed = {name: column.where(column.notna(), None) for name, column in chunk.items()
-             if column.dtype == object and column.hasnans}
-    return chunk.assign(**fixed) if fixed else chunk
 
 
 def validate_chunk(schema: FeatureSchema, chunk: pd.DataFrame) -> _Validated:
