@@ -120,6 +120,23 @@ def test_resolve_tag_forms_and_errors(tiny_models: TinyModels) -> None:
             resolve_tag(malformed)
 
 
+def test_name_at_stage_is_accepted_where_a_tag_is(tiny_models: TinyModels,
+                                                 registry: StageRegistry) -> None:
+    """batch --local and spark --model take NAME@STAGE (service.py: the build test below)."""
+    from agbento.offline import spark
+    from agbento.offline.scorers import BatchError, LocalScorer
+
+    name = "reg-where"
+    (version,) = versions_of(name, tiny_models.multiclass, 1)
+    with pytest.raises(BatchError, match=f"no version of {name} is in production"):
+        LocalScorer(f"{name}@production")
+    with pytest.raises(spark.ModelNotFoundError, match=f"no version of {name} is in canary"):
+        spark.resolve_model(f"{name}@canary")
+    registry.promote(name, version)
+    assert LocalScorer(f"{name}@production").card.tag == f"{name}:{version}"
+    assert str(spark.resolve_model(f"{name}@production").tag) == f"{name}:{version}"
+
+
 def test_a_crash_mid_write_leaves_the_old_state(tiny_models: TinyModels,
                                                 registry: StageRegistry) -> None:
     """The writer is killed (SIGKILL) after its new document is on disk and before the rename:
