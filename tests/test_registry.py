@@ -45,11 +45,15 @@ def test_promote_rollback_history(tiny_models: TinyModels, registry: StageRegist
     name = "reg-basic"
     v1, v2, v3 = versions_of(name, tiny_models.multiclass, 3)
     assert registry.current(name) is None and registry.generation(name) == 0
+    assert registry.stamp(name) is None
 
     first = registry.promote(name, v1, by="alice", reason="first")
+    stamp = registry.stamp(name)
+    assert stamp is not None and registry.stamp(name) == stamp  # a poller's cheap probe
     assert (first.entry.version, first.previous, first.changed) == (v1, None, True)
     assert registry.promote(name, v2, by="bob", reason="better").previous == v1
     registry.promote(name, v3, by="carol")
+    assert registry.stamp(name) != stamp
     assert resolve_tag(f"{name}@production") == f"{name}:{v3}"
 
     # a fresh registry object reads the same file: the state survives a restart

@@ -356,6 +356,16 @@ class StageRegistry:
         promote and rollback: a poller compares it to the last one it saw."""
         return self._read(name).generation
 
+    def stamp(self, name: str) -> tuple[int, int] | None:
+        """(inode, mtime_ns) of NAME.json, or None before the first change: a stat, no read.
+        Every change renames a new file into place, so the stamp changes with every change;
+        a server polls this and calls `current` only when it moved."""
+        try:
+            status = self.path(name).stat()
+        except FileNotFoundError:
+            return None
+        return status.st_ino, status.st_mtime_ns
+
     def stages(self, name: str) -> dict[str, StageEntry]:
         document = self._read(name)
         return {stage: entry for stage in document.stages
