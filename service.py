@@ -18,6 +18,7 @@ from __future__ import annotations
 from agbento.ops.bootstrap import settings  # first: the process environment before numpy loads
 
 # isort: split
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -36,6 +37,7 @@ from agbento.http.intake import PredictionIntake
 from agbento.http.overload import InflightLimit
 from agbento.http.ratelimit import RateLimitConfig
 from agbento.http.request_log import RequestLog
+from agbento.models.stages import bento_labels, bento_pin, resolve_tag
 from agbento.models.store import load_card
 from agbento.monitoring.metrics import MODEL_INFO
 from agbento.ops.shutdown import bound_after_sigterm
@@ -49,7 +51,10 @@ from agbento.runtime.inference import TabularRuntime
 from agbento.runtime.scoring import InProcessModel, ModelScorer, ModelServiceClient
 from agbento.runtime.served import ServedModel
 
-stored_model = bentoml.models.BentoModel(settings.model)
+# NAME@STAGE is the version promoted there (the stage registry); inside a built Bento, the
+# version the Bento was built with (its bento.yaml: docs/lifecycle.md)
+model_tag = resolve_tag(settings.model, pinned=bento_pin(Path(__file__)))
+stored_model = bentoml.models.BentoModel(model_tag)
 card = load_card(stored_model)
 Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
 # Where the fused topology "finds" the model service it never calls (see AgBento).
@@ -132,6 +137,8 @@ info_routes = Starlette(
     # in 5 s, and that request then holds shutdown for the request timeout: __is_ready__
     # (below) asks instead (agbento/ops/shutdown.py has the story)
     runner_probe={"enabled": False},
+    # `bentoml build` writes these into the Bento: what AGBENTO_MODEL named, what it was
+    labels=bento_labels(settings.model, model_tag),
 )
 class AgBento:
     model = stored_model

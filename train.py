@@ -3,6 +3,8 @@
     python train.py --demo
     python train.py --dataset birdstrikes       # datetime and free-text features, ~1 minute
     python train.py --data churn.csv --label churned --name churn --min-score roc_auc=0.8
+    python train.py --data churn.csv --label churned --name churn \
+        --challenge churn@production --min-gain 0.005 --promote
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ import sys
 from pathlib import Path
 
 from agbento.core.settings import DEMO_MODEL_NAME
+from agbento.training.challenge import (
+    EXIT_CHALLENGER_LOST,
+    EXIT_CHAMPION_UNUSABLE,
+    EXIT_NOT_PROMOTED,
+    ChallengeError,
+)
 from agbento.training.pipeline import (
     DATASETS,
     DEMO_LABEL,
@@ -23,12 +31,26 @@ from agbento.training.pipeline import (
     train,
 )
 
+EXIT_CODES = f"""exit codes:
+  0    stored (and, with --promote, promoted)
+  1    a training error: bad data or options, or a --min-score missed; nothing stored
+  2    a usage error
+  {EXIT_CHALLENGER_LOST}    --challenge: not better than the champion by --min-gain with 95%
+       confidence; nothing stored
+  {EXIT_CHAMPION_UNUSABLE}    --challenge: no champion to compare with, or it cannot score these
+       rows (label, problem type, classes or features differ); nothing stored
+  {EXIT_NOT_PROMOTED}    --promote: stored, but the promotion was refused
+  130  interrupted; nothing stored
+"""
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="train.py",
         description="Fit a TabularPredictor, gate it on a holdout, shrink it and save it "
         "into the BentoML model store.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="training table (.csv or .parquet)")
@@ -65,7 +87,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="quality gate, repeatable; scores are higher-is-better as AutoGluon reports them "
         "(error metrics are negative: root_mean_squared_error=-300 means RMSE <= 300)",
     )
-    parser.add_argument("--stage", default="staging", help="stage label (staging)")
+    parser.add_argument(
+        "--challenge", metavar="NAME@STAGE",
+        help="the champion to beat (NAME@production, or any tag): both score this run's "
+        "holdout rows on the eval metric; nothing is saved unless this model is better by "
+        "--min-gain with 95%% confidence (paired bootstrap)")
+    parser.add_argument(
+        "--min-gain", type=float, default=0.0,
+        help="margin over the champion, in the eval metric's higher-is-better units (0)")
+    parser.add_argument("--promote", action="store_true",
+                        help="on a pass, promote the new version into the challenged stage")
+    parser.add_argument("--stage", default="staging", help="a label on the stored version "
+                        "(staging); what serves is the stage registry's: --promote, or "
+                        "agbento models promote")
     parser.add_argument("--seed", type=int, default=0, help="split seed (0)")
     parser.add_argument("--verbose", action="store_true", help="AutoGluon's own fit log")
     return parser.parse_args(argv)
@@ -90,6 +124,9 @@ def train_config(args: argparse.Namespace, label: str) -> TrainConfig:
         min_scores=parse_min_scores(args.min_score),
         seed=args.seed,
         stage=args.stage,
+        challenge=args.challenge,
+        min_gain=args.min_gain,
+        promote=args.promote,
         verbosity=2 if args.verbose else 0,
         **({"importance_time_limit": spec.importance_time_limit} if spec else {}),
     )
@@ -108,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ChallengeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted, nothing saved", file=sys.stderr)
         return 130
@@ -120,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"holdout:  {metrics}")
     print("latency:  " + ", ".join(f"{k} rows {v:.1f} ms" for k, v in result.latency_ms.items()))
     print("timings:  " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings_s.items()))
+    if result.comparison is not None:
+        for line in result.comparison.lines():
+            print(f"gate:     {line}")
+        if result.promoted:
+            print(f"promoted: {card.tag} -> {args.challenge}")
     return 0
 
 

@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     )
 
     model: str = Field(f"{DEMO_MODEL_NAME}:latest",
-                       description="model tag in the BentoML store to serve")
+                       description="model to serve: NAME:VERSION, NAME:latest, or NAME@STAGE "
+                       "(the version promoted to that stage)")
     served_model_name: str = Field("", description="the model's name in V2/V1 paths "
                                    "(/v2/models/{name}/infer); unset: the tag's name")
     max_rows: int = Field(10_000, ge=1, description="rows per request")
@@ -89,6 +90,8 @@ class Settings(BaseSettings):
         0.0, ge=0.0, le=1.0, description="share of requests whose rows are logged to files")
     prediction_log_dir: str = Field("monitoring", description="where the prediction log goes")
     shutdown_timeout_s: int = Field(65, ge=1, description="a worker's stop bound after SIGTERM")
+    actor: str = Field("", description="who promotes or rolls back a model (the stage "
+                       "history's `by`); unset: user@host")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="log level")
 

@@ -416,7 +416,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("output", type=Path, help=".csv or .parquet")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", action="append", help="service URL (repeat for replicas)")
-    where.add_argument("--local", metavar="MODEL_TAG", help="score in-process, no server")
+    where.add_argument("--local", metavar="MODEL_TAG",
+                       help="score in-process, no server (a tag, or NAME@STAGE)")
     parser.add_argument("--id-column", help="column passed through to the output")
     parser.add_argument("--chunk-rows", type=int, help=f"rows per request ({REMOTE_CHUNK_ROWS}; "
                         f"{LOCAL_CHUNK_ROWS} with --local)")

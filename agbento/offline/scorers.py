@@ -38,7 +38,7 @@ import pandas as pd
 
 from agbento.core.wire import ARROW_STREAM, PARQUET, PARQUET_TYPES
 from agbento.rows.columns import encode_table
-from agbento.rows.schema import json_value
+from agbento.rows.schema import json_value, nulls_as_none
 
 if TYPE_CHECKING:
     import httpx
@@ -359,14 +359,6 @@ class _Validated:
     rejects: pd.DataFrame
 
 
-def nulls_as_none(chunk: pd.DataFrame) -> pd.DataFrame:
-    """Empty cells of text columns (NaN from CSV and JSON Lines readers) as None, the null a
-    table body decodes to in the service: NaN there would be a number."""
-    fixed = {name: column.where(column.notna(), None) for name, column in chunk.items()
-             if column.dtype == object and column.hasnans}
-    return chunk.assign(**fixed) if fixed else chunk
-
-
 def validate_chunk(schema: FeatureSchema, chunk: pd.DataFrame) -> _Validated:
     """The chunk's accepted rows as model input, by column (`FeatureSchema.validate_table`)."""
     validated = schema.validate_table(nulls_as_none(chunk))
@@ -383,13 +375,15 @@ class LocalScorer:
     def __init__(self, tag: str) -> None:
         import bentoml
 
+        from agbento.models.stages import StageError, resolve_tag
         from agbento.models.store import ModelCard
         from agbento.runtime.inference import TabularRuntime
 
-        try:
-            card = ModelCard.of(bentoml.models.get(tag))
-        except bentoml.exceptions.NotFound:
-            raise BatchError(f"model {tag!r} is not in the local model store") from None
+        try:  # NAME@STAGE too: the version promoted there now
+            card = ModelCard.of(bentoml.models.get(resolve_tag(tag)))
+        except (bentoml.exceptions.NotFound, LookupError) as exc:  # StageError, not found
+            raise BatchError(str(exc) if isinstance(exc, StageError) else
+                             f"model {tag!r} is not in the local model store") from None
         self.card = card
         self.runtime = TabularRuntime.load(card)
         self.classes = [str(c) for c in card.info().get("classes") or []]

@@ -76,10 +76,18 @@ class RowRejectedError(ValueError):
 
 
 def resolve_model(tag: str) -> bentoml.Model:
-    """A model tag, or a Bento tag whose one model is used, from the local stores."""
+    """A model tag (NAME@STAGE: the version promoted there), or a Bento tag whose one model
+    is used, from the local stores."""
     import bentoml
     from bentoml.exceptions import NotFound
 
+    if "@" in tag:
+        from agbento.models.stages import StageError, resolve_tag
+
+        try:
+            return bentoml.models.get(resolve_tag(tag))
+        except (StageError, NotFound) as exc:
+            raise ModelNotFoundError(str(exc)) from None
     try:
         return bentoml.models.get(tag)
     except NotFound:
@@ -476,7 +484,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("input", help="Parquet or CSV: a file, a directory or any URI Spark "
                         "reads (s3a://, hdfs://, ...)")
     parser.add_argument("output", help="Parquet directory to write")
-    parser.add_argument("--model", required=True, help="model or Bento tag in the local store")
+    parser.add_argument("--model", required=True,
+                        help="model tag, NAME@STAGE or Bento tag in the local store")
     parser.add_argument("--master", help="Spark master (default: spark-submit's, else "
                         "local[*])")
     parser.add_argument("--id-column", action="append", default=[], dest="id_columns",

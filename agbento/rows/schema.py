@@ -792,6 +792,14 @@ def _preview(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def nulls_as_none(chunk: pd.DataFrame) -> pd.DataFrame:
+    """Empty cells of text columns (NaN from CSV and JSON Lines readers) as None, the null a
+    table body decodes to in the service: NaN there would be a number."""
+    fixed = {name: column.where(column.notna(), None) for name, column in chunk.items()
+             if column.dtype == object and column.hasnans}
+    return chunk.assign(**fixed) if fixed else chunk
+
+
 def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A table as JSON-able records (NaN -> null, numpy scalars -> Python)."""
     return [

@@ -24,6 +24,16 @@ import pandas as pd
 from agbento.core.settings import DEMO_MODEL_NAME
 from agbento.models.store import ModelCard, directory_size, save_model
 from agbento.rows.schema import FeatureSchema, is_classification, json_records
+from agbento.training.challenge import (
+    BOOTSTRAP_SAMPLES,
+    ChallengerLost,
+    Champion,
+    Comparison,
+    NotPromoted,
+    check_compatible,
+    compare,
+    find_champion,
+)
 
 DEMO_LABEL = "species"
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
@@ -69,6 +79,10 @@ class TrainConfig:
     importance_time_limit: int = 60
     hyperparameters: dict[str, Any] | None = None
     verbosity: int = 1
+    challenge: str | None = None  # the champion to beat: NAME@STAGE or a tag
+    min_gain: float = 0.0  # in the eval metric's higher-is-better units
+    promote: bool = False  # on a pass, promote into the challenged stage
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES
 
 
 @dataclass
@@ -80,6 +94,8 @@ class TrainResult:
     latency_ms: dict[str, float]
     timings_s: dict[str, float]
     dropped_rows: int
+    comparison: Comparison | None = None
+    promoted: bool = False
 
 
 Progress = Callable[[str], None]
@@ -358,6 +374,15 @@ def check_config(config: TrainConfig) -> None:
         raise TrainingError(f"--profile {config.profile!r}: choose one of {', '.join(PROFILES)}")
     if config.time_limit <= 0:
         raise TrainingError("--time-limit must be positive")
+    if config.promote:
+        stage = config.challenge.partition("@")[2] if config.challenge else ""
+        if not stage:
+            raise TrainingError("--promote needs --challenge NAME@STAGE: a model takes a stage "
+                                "only by beating the version in it")
+        if config.challenge.partition("@")[0] != config.name:
+            raise TrainingError(f"--promote: the challenged model {config.challenge} is not "
+                                f"the one trained ({config.name}); a stage holds versions of "
+                                "one name")
 
 
 def load_data(config: TrainConfig, progress: Progress) -> TrainingData:
@@ -482,6 +507,56 @@ def measure(deploy_dir: Path, data: TrainingData, label: str, progress: Progress
     return Measured(deployed.model_best, list(deployed.model_names()), latency)
 
 
+def prepare_challenge(config: TrainConfig, data: TrainingData,
+                      progress: Progress) -> tuple[Champion, list[str]] | None:
+    """Before the fit: the champion exists and can score the challenger's holdout rows."""
+    if config.challenge is None:
+        return None
+    champion = find_champion(config.challenge)
+    notes = check_compatible(champion, config.label, data.schema, data.holdout_raw)
+    progress(f"      challenging {champion.describe()}")
+    for note in notes:
+        progress(f"      {note}")
+    return champion, notes
+
+
+def challenge(config: TrainConfig, prepared: tuple[Champion, list[str]] | None,
+              predictor: Any, data: TrainingData, progress: Progress) -> Comparison | None:
+    """After evaluation: both models on the challenger's holdout rows; raise unless the
+    challenger wins by --min-gain with 95% confidence (nothing is saved then)."""
+    if prepared is None:
+        return None
+    champion, notes = prepared
+    comparison = compare(champion, predictor, data.holdout_raw, data.holdout_frame,
+                         config.label, config.min_gain, config.seed, config.bootstrap_samples,
+                         notes)
+    for line in comparison.lines():
+        progress(f"      {line}")
+    if not comparison.passed:
+        raise ChallengerLost(comparison)
+    return comparison
+
+
+def promote_challenger(config: TrainConfig, card: ModelCard, comparison: Comparison,
+                       progress: Progress) -> None:
+    """--promote: the stored challenger takes the challenged stage (loaded and warmed up
+    first, as every promotion is)."""
+    from agbento.models.stages import StageError, StageRegistry
+    from agbento.runtime.trial import trial_load
+
+    assert config.challenge is not None
+    name, _, stage = config.challenge.partition("@")
+    reason = (f"train.py challenger gate: {comparison.metric} {comparison.difference:+.4f} "
+              f"{comparison.difference_interval} over {comparison.champion}")
+    try:
+        change = StageRegistry.default().promote(name, card.tag.split(":", 1)[1], stage,
+                                                 reason=reason, check=trial_load)
+    except (StageError, LookupError, RuntimeError) as exc:
+        raise NotPromoted(f"stored {card.tag}, but its promotion to {stage} was refused: "
+                          f"{exc}") from None
+    progress(f"      promoted {card.tag} to {stage} (was {name}:{change.previous})")
+
+
 def build_metadata(config: TrainConfig, data: TrainingData, eval_metric: str,
                    metrics: dict[str, float], explanation: Explanation, shrunk: Shrunk,
                    measured: Measured) -> dict[str, Any]:
@@ -548,6 +623,7 @@ def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
     clock = Stopwatch()
     progress("[1/7] loading data")
     data = load_data(config, progress)
+    prepared = prepare_challenge(config, data, progress)
     clock.lap("load")
     with tempfile.TemporaryDirectory(prefix="agbento-train-") as work:
         progress(f"[2/7] fitting ({config.profile} profile, time limit {config.time_limit}s)")
@@ -556,6 +632,7 @@ def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
         progress("[3/7] evaluating on the holdout")
         metrics = evaluate(predictor, data.holdout_frame, progress)
         gate(metrics, config.min_scores, progress)
+        comparison = challenge(config, prepared, predictor, data, progress)
         clock.lap("evaluate")
         progress("[4/7] permutation feature importance on the holdout")
         explanation = explain(predictor, data.holdout_frame, config.importance_time_limit)
@@ -570,9 +647,14 @@ def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
         progress("[7/7] saving into the BentoML model store")
         metadata = build_metadata(config, data, predictor.eval_metric.name, metrics,
                                   explanation, shrunk, measured)
+        if comparison is not None:
+            metadata["challenge"] = comparison.to_metadata()
         card = save_model(config.name, deploy_dir, model_labels(config, data.problem_type),
                           metadata)
         clock.lap("save")
+    if config.promote and comparison is not None:
+        promote_challenger(config, card, comparison, progress)
     return TrainResult(card=card, holdout_metrics=metrics, size_before=shrunk.size_before,
                        size_after=shrunk.size_after, latency_ms=measured.latency_ms,
-                       timings_s=clock.timings, dropped_rows=data.dropped)
+                       timings_s=clock.timings, dropped_rows=data.dropped,
+                       comparison=comparison, promoted=config.promote and comparison is not None)
