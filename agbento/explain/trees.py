@@ -140,7 +140,12 @@ class Leaf:
         wrapper = self.model.model
         matrix = xgboost.DMatrix(X, missing=wrapper.missing, nthread=wrapper.n_jobs or -1,
                                  enable_categorical=wrapper.enable_categorical)
-        phi = wrapper.get_booster().predict(matrix, pred_contribs=True)
+        # the trees the wrapper predicts with: up to the best iteration (early stopping)
+        try:
+            trees = (0, int(wrapper.best_iteration) + 1)
+        except AttributeError:
+            trees = (0, 0)
+        phi = wrapper.get_booster().predict(matrix, pred_contribs=True, iteration_range=trees)
         if getattr(self.model, "_ohe", False):
             columns = self._named(("ohe",), self._xgboost_ohe_names)
         else:
