@@ -16,6 +16,7 @@ from agbento.training.pipeline import (
     TrainingError,
     build_metadata,
     check_config,
+    explanation_background,
     gate,
     label_range,
     load_data,
@@ -87,7 +88,10 @@ def test_build_metadata_holds_what_the_model_card_reads(tiny_models: TinyModels)
         Measured("LightGBM", ["LightGBM"], {"1": 2.0, "1000": 20.0}),
     )
     stored = tiny_models.regression.metadata  # what train() stored, plus save_model's own
-    assert set(metadata) == set(stored) - {"size_bytes", "files_sha256"}
+    # save_model's own keys, and the explanation background train() adds as a step of its own
+    assert set(metadata) == set(stored) - {"size_bytes", "files_sha256", "explain"}
+    kept = explanation_background(data)
+    assert len(stored["explain"]["background"]) == len(kept["background"]) > 0
     assert metadata["label_range"] == [float(data.table["body_mass_g"].min()),
                                        float(data.table["body_mass_g"].max())]
     assert metadata["rows"] == {"input": 344, "dropped_missing_label": 2,

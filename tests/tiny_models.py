@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from agbento.models.store import ModelCard, save_model
 from agbento.training.pipeline import TrainConfig, train
@@ -61,3 +65,40 @@ def loose_schema_model(card: ModelCard, feature: str) -> ModelCard:
         "examples": examples,
     }
     return save_model("tiny-loose", card.predictor_path, card.labels, metadata)
+
+
+# -- tables of our own (agbento.explain's tests) ------------------------------------------------
+
+WORDS = ("bird engine wing gear nose radome windshield light tail flock gull hawk goose "
+         "pilot reported damage none minor struck landing climb approach runway tower crew "
+         "cabin smell smoke noise vibration").split()
+
+
+def dates_text_table(rows: int = 500, seed: int = 0) -> pd.DataFrame:
+    """A regression whose label rises with the month of a date and with the word 'smoke'
+    in free-text remarks, beside a number and a category."""
+    rng = np.random.default_rng(seed)
+    dates = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 730, rows), unit="D")
+    remarks = [" ".join(rng.choice(WORDS, rng.integers(4, 10))) for _ in range(rows)]
+    speed = rng.normal(150, 30, rows).round(1)
+    sky = rng.choice(["clear", "cloudy", "overcast"], rows)
+    smoke = np.array(["smoke" in r.split() for r in remarks])
+    label = 10 * smoke + dates.month.to_numpy() + 0.02 * speed + rng.normal(0, 0.3, rows)
+    return pd.DataFrame({"date": dates, "remarks": remarks, "speed": speed, "sky": sky,
+                         "cost": label.round(3)})
+
+
+def two_feature_table(rows: int = 800, seed: int = 0) -> pd.DataFrame:
+    """Binary: the label is x0 + x1 > 1, whatever x2..x5 say (all uniform on [0, 1])."""
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame(rng.uniform(0, 1, (rows, 6)), columns=[f"x{i}" for i in range(6)])
+    table["y"] = np.where(table["x0"] + table["x1"] > 1, "yes", "no")
+    return table
+
+
+def train_table_model(table: pd.DataFrame, name: str, label: str, folder: Path) -> ModelCard:
+    """A tiny model on `table` through the training pipeline (written as Parquet)."""
+    path = folder / f"{name}.parquet"
+    table.to_parquet(path, index=False)
+    config = tiny_config(name, label, demo=False, data=path)
+    return train(config, lambda _message: None).card

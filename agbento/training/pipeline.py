@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from agbento.core.settings import DEMO_MODEL_NAME
+from agbento.explain import pick_background
 from agbento.models.store import ModelCard, directory_size, save_model
 from agbento.rows.schema import FeatureSchema, is_classification, json_records
 from agbento.training.challenge import (
@@ -597,6 +598,12 @@ def build_metadata(config: TrainConfig, data: TrainingData, eval_metric: str,
     }
 
 
+def explanation_background(data: TrainingData) -> dict[str, Any]:
+    """Training rows the model card keeps for per-row explanations (agbento.explain): the
+    model-agnostic method's background and the tree method's self-check at load."""
+    return pick_background(data.schema, data.train_raw)
+
+
 def source_of(config: TrainConfig) -> str:
     if config.demo:
         return DATASETS["penguins"].description
@@ -649,6 +656,7 @@ def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
                                   explanation, shrunk, measured)
         if comparison is not None:
             metadata["challenge"] = comparison.to_metadata()
+        metadata["explain"] = explanation_background(data)
         card = save_model(config.name, deploy_dir, model_labels(config, data.problem_type),
                           metadata)
         clock.lap("save")
