@@ -390,14 +390,15 @@ def peers_section(model: ModelResult) -> list[str]:
         info = model.servers.get(name, {})
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {errors} | {rss:.0f} | {info.get('cold_start_s', '-')} |")
-    lines += ["", "| server | how it runs | venv (install s, MB) | versions |",
-              "| --- | --- | --- | --- |"]
+    lines += ["", "| server | how it runs | its answers | venv (install s, MB) | versions |",
+              "| --- | --- | --- | --- | --- |"]
     for name in model.peer_servers():
         info = model.servers[name]
         venv = info.get("venv") or {}
         versions = ", ".join(f"{k} {v}" for k, v in (venv.get("versions") or {}).items())
-        lines.append(f"| {name} | {info.get('config', '-')} | {venv.get('install_s', '-')} s, "
-                     f"{venv.get('size_mb', '-')} MB | {versions} |")
+        lines.append(f"| {name} | {info.get('config', '-')} | {info.get('answers', '-')} | "
+                     f"{venv.get('install_s', '-')} s, {venv.get('size_mb', '-')} MB | "
+                     f"{versions} |")
     return lines
 
 

@@ -410,7 +410,7 @@ def test_the_markdown_shows_the_peers_and_the_open_loop_and_reads_back() -> None
     text = "\n".join(bench_report.model_section(report.models[0]))
     assert "| mlserver | 500 (50) | 40000 (50) | 0 | 500 | 5.0 |" in text
     assert "| mlserver | 50% of agbento's peak | 500 | 500 |" in text
-    assert "same" in text and "| x 1 |" in text
+    assert "| same | 60 s, 1000 MB | x 1 |" in text
     again = report_from_json(json.loads(json.dumps(asdict(report))))
     assert again == report
 

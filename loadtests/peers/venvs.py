@@ -155,19 +155,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("peers", nargs="*", help=f"from {', '.join(PEERS)} (default: all)")
     parser.add_argument("--rebuild", action="store_true", help="install again even if cached")
+    parser.add_argument("--out", type=Path, help="also write the install records (JSON)")
     args = parser.parse_args(argv)
-    failed = 0
+    records: dict[str, Any] = {}
     for name in args.peers or PEERS:
         try:
-            record = ensure(name, args.rebuild)
+            record = records[name] = ensure(name, args.rebuild)
         except VenvError as exc:
             print(f"{name}: FAILED\n{exc}")
-            failed += 1
+            records[name] = {"peer": name, "failed": str(exc)}
             continue
         shown = ", ".join(f"{k} {v}" for k, v in record["versions"].items())
         print(f"{name}: {'cached' if record['cached'] else 'installed'} in "
               f"{record['install_s']} s, {record['size_mb']} MB: {shown}")
-    return 1 if failed else 0
+    if args.out:
+        args.out.write_text(json.dumps(records, indent=2) + "\n")
+    return 1 if any("failed" in r for r in records.values()) else 0
 
 
 if __name__ == "__main__":
