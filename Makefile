@@ -7,7 +7,7 @@ PORT ?= 3000
 MODEL_NAME ?= agbento-demo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-spark demo-model serve test test-deps lint build image bench bench-full soak bench-deps loadtest-deps clean
+.PHONY: install install-spark demo-model serve test test-deps lint build image bench bench-full soak bench-deps loadtest-deps peers-deps bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,13 +53,27 @@ test-deps:
 test: install install-spark lint test-deps
 	$(BIN)/python -m pytest
 
-# wrk drives the benchmark; from the distribution's packages (Debian/Ubuntu).
+# wrk drives the benchmark (closed loop); gcc builds loadtests/openloop.c (open loop, issue
+# 27); both from the distribution's packages (Debian/Ubuntu).
+LOADTEST_TOOLS := wrk:wrk gcc:gcc
 loadtest-deps:
-	@command -v wrk >/dev/null || { \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+	@missing=""; for pair in $(LOADTEST_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 bench-deps: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+
+# The peers' venvs (KServe, MLServer, Ray Serve), each beside this
+# venv's AutoGluon, under loadtests/.peers/; bench.py --peers makes any that is missing.
+peers-deps: bench-deps
+	$(BIN)/python -m loadtests.peers.venvs kserve mlserver ray
+
+# agbento against the other servers on the same predictor, closed and open loop.
+bench-peers: demo-model loadtest-deps peers-deps
+	$(BIN)/python loadtests/bench.py --models penguins --peers --open-loop --name peers
 
 bench: demo-model loadtest-deps bench-deps
 	$(BIN)/python loadtests/bench.py --quick

@@ -1,9 +1,12 @@
 """Benchmark: agbento (split and fused topologies) against the model in-process, the bare
-BentoML echoes (the framework's ceiling) and a seed-style per-request server.
+BentoML echoes (the framework's ceiling), a seed-style per-request server and, with --peers,
+the other servers a team would choose from (KServe, MLServer, Ray Serve) on the same stored
+predictor.
 
     python loadtests/bench.py --quick                     # about 3 minutes, the demo model
     python loadtests/bench.py                             # demo + birdstrikes (~20 minutes)
     python loadtests/bench.py --model churn:latest --data churn.parquet --label churned
+    python loadtests/bench.py --models penguins --peers --open-loop --name peers
 
 Any stored model: its requests are made from FILE's rows (CSV or Parquet; the label and
 unknown columns dropped, rows the schema refuses left out), or from the dataset it was
@@ -11,10 +14,13 @@ trained on when that ships in a package (train.py --demo / --dataset). Every sha
 same-run ratio to the model in-process on the same rows per call.
 
 Load comes from `wrk` (C, one thread, `post.lua`), so the generator is not the bottleneck;
-its own CPU time is reported. A scenario the server does not support yet (Arrow bodies,
-Arrow/Parquet answers) is probed with one request and listed as not run, with the answer.
-Writes `results/<name>.json`, `.md` and `.png`. Modules: bench_rows (rows, bodies, the
-model in-process), bench_servers (servers, wrk), bench_report (targets, Markdown, plot).
+its own CPU time is reported. --open-loop adds runs at a constant offered rate (openloop.c,
+latency from each request's intended send time). A scenario the server does not support
+yet (Arrow bodies, Arrow/Parquet answers) is probed with one request and listed as not run,
+with the answer. Writes `results/<name>.json`, `.md` and `.png`. Modules: bench_rows (rows,
+bodies, the model in-process), bench_servers (servers, wrk, openloop), bench_peers (the
+peers, their bodies and the check of their answers; venvs from peers/venvs.py),
+bench_report (targets, Markdown, plot).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +51,10 @@ os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("AGBENTO_MODEL_THREADS",
 
 from agbento.core.settings import DEMO_MODEL_NAME  # noqa: E402
 from agbento.models.store import ModelCard  # noqa: E402
+from agbento.rows.schema import json_records  # noqa: E402
 from agbento.training.pipeline import DATASETS, TrainConfig, train  # noqa: E402
-from loadtests import bench_rows  # noqa: E402
+from loadtests import bench_peers, bench_rows  # noqa: E402
+from loadtests.bench_peers import AGBENTO, Endpoint, Launch  # noqa: E402
 from loadtests.bench_report import (  # noqa: E402
     BULK_CLIENTS,
     SINGLE,
@@ -53,6 +62,7 @@ from loadtests.bench_report import (  # noqa: E402
     ModelResult,
     Report,
     markdown,
+    open_load,
     plot,
     report_from_json,
     targets,
@@ -66,10 +76,12 @@ from loadtests.bench_servers import (  # noqa: E402
     bentoml_serve,
     free_port,
     measure,
+    measure_open,
     probe,
     topology_of,
     wait_idle,
 )
+from loadtests.peers import venvs  # noqa: E402
 
 TOPOLOGIES = ("split", "fused")
 BULK = [(1000, "json"), (1000, "csv"), (1000, "parquet"), (1000, "arrow"),
@@ -78,6 +90,8 @@ ANSWERS = [(1000, "arrow", "arrow"), (1000, "parquet", "parquet"), (10_000, "arr
 V2 = [("v2-1-json", 1, False), ("v2-1000-json", 1000, False), ("v2-1000-binary", 1000, True)]
 SINGLE_BODIES = 20_000
 BATCH_IN_FLIGHT = 4
+OPEN_SHARES = (0.25, 0.5, 0.75)  # open-loop rates: shares of the server's own peak
+SAMPLE_ROWS = 24  # rows every peer must answer as agbento does before it is measured
 
 
 @dataclass
@@ -154,6 +168,8 @@ class ModelBench:
             rows_source=self.rows.source, rows_note=note)
         self.predictor = load_predictor(card)
         self.frames: dict[int, Any] = {}
+        self.single_records: list[dict[str, Any]] = []
+        self.reference: bench_peers.Answers | None = None
         self.scenarios = self._scenarios()
 
     def frame(self, rows: int) -> Any:
@@ -165,6 +181,7 @@ class ModelBench:
     def _scenarios(self) -> dict[str, Scenario]:
         bodies = bench_rows.distinct_single_bodies(self.rows.frame, self.card.schema,
                                                    SINGLE_BODIES)
+        self.single_records = [json.loads(b)["data"][0] for b in bodies]
         self.result.rows_note += f"; {len(bodies):,} distinct one-row bodies"
         out = {SINGLE: Scenario(SINGLE, 1, bench_rows.write_bodies_file(
             bodies, self.work / "single.jsonl"), bench_rows.JSON, many_bodies=True)}
@@ -207,19 +224,40 @@ class ModelBench:
         print(f"{server:14} {scenario:24} NOT RUN: {reason}")
         self.result.skipped.append({"server": server, "scenario": scenario, "reason": reason})
 
-    def run(self, server: Server, name: str, concurrency: int) -> Run | None:
-        scenario = self.scenarios[name]
+    def run(self, server: Server, scenario: str | Scenario, concurrency: int) -> Run | None:
+        scenario = self.scenarios[scenario] if isinstance(scenario, str) else scenario
         reason, one_request_s = probe(server, scenario)
         if reason is not None:
-            self.skip(server.name, name, reason)
+            self.skip(server.name, scenario.name, reason)
             return None
         try:
             run = measure(server, scenario, concurrency, self.args.seconds, one_request_s)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            self.skip(server.name, name, f"failed: {exc}"[:400])
+            self.skip(server.name, scenario.name, f"failed: {exc}"[:400])
             return None
         self.result.runs.append(run)
         return run
+
+    def open_loop(self, server: Server, scenario: Scenario | None = None) -> None:
+        """--open-loop: single rows at shares of the server's own closed-loop peak, and (a
+        peer, the seed-style server) at half of agbento's best peak."""
+        if not self.args.open_loop:
+            return
+        scenario = scenario or self.scenarios[SINGLE]
+        peak = self.result.peak(server.name)
+        if not peak:
+            self.skip(server.name, "open loop", "no closed-loop single-row peak to start from")
+            return
+        loads = [(share * peak, open_load(share)) for share in OPEN_SHARES]
+        ours = [p for name in self.result.agbento_servers() if (p := self.result.peak(name))]
+        if ours and not server.name.startswith("agbento"):
+            loads.append((0.5 * max(ours), open_load(0.5, "agbento")))
+        for rate, load in loads:
+            try:
+                self.result.open_loop.append(
+                    measure_open(server, scenario, rate, self.args.seconds, load))
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                self.skip(server.name, f"open loop {load}", f"failed: {exc}"[:400])
 
     def agbento(self, topology: str) -> Server | None:
         name = f"agbento {topology}"
@@ -240,7 +278,38 @@ class ModelBench:
         if found["effective"] != topology:
             print(f"{name}: asked for {topology}, runs {found['effective']} "
                   f"(workers {found['workers']})")
+        if self.reference is None and self.args.peers:
+            self.reference_from(server)
         return server
+
+    def reference_from(self, server: Server) -> None:
+        """agbento's answers on the sample every peer must match."""
+        sample = self.single_records[:SAMPLE_ROWS]
+        try:
+            response = httpx.post(f"{server.url}/predict", json={"data": sample}, timeout=60)
+            response.raise_for_status()
+            self.reference = bench_peers.answers(response.json())
+            self.result.rows_note += (f"; peers checked against {server.name}'s answers on "
+                                      f"{len(sample)} rows")
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            print(f"{server.name}: no reference answers ({exc}); peers are checked against "
+                  "the model in-process")
+
+    def reference_answers(self) -> bench_peers.Answers:
+        """agbento's answers on the sample; the model in-process when no agbento server ran."""
+        if self.reference is None:
+            schema = self.card.schema
+            rows = schema.to_frame(schema.validate_rows(self.single_records[:SAMPLE_ROWS]).rows)
+            if self.card.is_classification:
+                proba = self.predictor.predict_proba(rows)
+                labels = self.predictor.predict_from_proba(proba)
+                self.reference = ([str(x) for x in labels],
+                                  proba.rename(columns=str).to_dict(orient="records"))
+            else:
+                self.reference = ([str(x) for x in self.predictor.predict(rows)], None)
+            self.result.rows_note += (f"; peers checked against the model in-process on "
+                                      f"{SAMPLE_ROWS} rows")
+        return self.reference
 
     def topologies(self, concurrencies: list[int]) -> None:
         for topology in TOPOLOGIES:
@@ -250,17 +319,87 @@ class ModelBench:
             try:
                 for c in concurrencies:
                     self.run(server, SINGLE, c)
+                self.open_loop(server)
                 if topology in self.args.bulk_topology:
                     for name, scenario in self.scenarios.items():
-                        if name != SINGLE:  # V2 single rows: one body, repeated, as wrk can
+                        if name != SINGLE and (not self.args.bulk or name in self.args.bulk):
+                            # V2 single rows: one body, repeated, as wrk can
                             clients = TARGET_CLIENTS if scenario.rows == 1 else BULK_CLIENTS
                             self.run(server, name, clients)
-                if topology == self.args.bulk_topology[0]:
+                elif self.args.peers:  # the peers' bulk figure is held to both topologies
+                    self.run(server, "1000-json", BULK_CLIENTS)
+                if topology == self.args.bulk_topology[0] and not self.args.no_batch:
                     wait_idle(server)
                     self.batch(["--url", server.url], "http", server.name)
             finally:
                 server.stop()
-        self.batch(["--local", self.card.tag], "local", "in-process")
+        if not self.args.no_batch:
+            self.batch(["--local", self.card.tag], "local", "in-process")
+
+    def peers(self, concurrencies: list[int]) -> None:
+        """Each peer from its own venv on the same predictor: checked, then the same load."""
+        for peer in bench_peers.selected(self.args.peers):
+            try:
+                venv = venvs.ensure(peer.venv)
+            except venvs.VenvError as exc:
+                self.skip(peer.name, "(venv)", str(exc))
+                continue
+            launch = Launch(ports=(free_port(), free_port(), free_port()),
+                            python=Path(venv["python"]),
+                            model_name=self.card.tag.split(":")[0],
+                            predictor=self.card.predictor_path,
+                            workers=len(os.sched_getaffinity(0)),
+                            scratch=self.work / f"peer-{peer.name}")
+            launch.scratch.mkdir()
+            try:
+                server = Server(peer.name, peer.command(launch), launch.port,
+                                bench_peers.peer_env(peer, launch), ready_path=peer.ready_path)
+            except RuntimeError as exc:
+                self.skip(peer.name, "(server)", str(exc))
+                continue
+            try:
+                for endpoint in peer.endpoints:
+                    server.name = endpoint.name  # the runs carry the endpoint's name
+                    self.result.servers[endpoint.name] = {
+                        "kind": "peer", "asked": "-", "effective": peer.name,
+                        "workers_text": str(launch.workers), "config": peer.config,
+                        "protocol": endpoint.protocol, "cold_start_s": server.cold_start_s,
+                        "venv": {k: venv.get(k) for k in ("install_s", "size_mb", "versions")}}
+                    self.peer_runs(server, endpoint, launch.model_name, concurrencies)
+            finally:
+                server.stop()
+
+    def peer_runs(self, server: Server, endpoint: Endpoint, model_name: str,
+                  concurrencies: list[int]) -> None:
+        path = bench_peers.endpoint_path(endpoint, model_name)
+        problem = bench_peers.check_answers(f"{server.url}{path}", endpoint.protocol,
+                                            self.card.schema, self.single_records[:SAMPLE_ROWS],
+                                            self.reference_answers())
+        self.result.servers[endpoint.name]["answers"] = problem or "same as agbento's"
+        if problem:
+            self.skip(endpoint.name, "(answers)", f"not measured: answers differ from "
+                      f"agbento's: {problem}")
+            return
+        single, bulk = self.protocol_scenarios(endpoint.protocol, path)
+        for c in concurrencies:
+            self.run(server, single, c)
+        self.open_loop(server, single)
+        self.run(server, bulk, BULK_CLIENTS)
+
+    def protocol_scenarios(self, protocol: str, path: str) -> tuple[Scenario, Scenario]:
+        """Single rows and 1,000-row bodies as `protocol` carries them, sent to `path`: the
+        same rows as agbento's scenarios."""
+        single, bulk = self.work / f"single-{protocol}.jsonl", self.work / f"1000-{protocol}"
+        if protocol == AGBENTO:
+            single, bulk = self.scenarios[SINGLE].body, self.scenarios["1000-json"].body
+        elif not single.exists():
+            schema = self.card.schema
+            bench_rows.write_bodies_file([bench_peers.encode([r], protocol, schema).decode()
+                                          for r in self.single_records], single)
+            bulk.write_bytes(bench_peers.encode(json_records(self.frame(1000)), protocol,
+                                                schema))
+        return (Scenario(SINGLE, 1, single, bench_rows.JSON, many_bodies=True, path=path),
+                Scenario("1000-json", 1000, bulk, bench_rows.JSON, path=path))
 
     def batch_file(self) -> Path:
         path = self.work / "batch-input.parquet"
@@ -301,6 +440,7 @@ class ModelBench:
         try:
             for c in concurrencies:
                 self.run(server, SINGLE, c)
+            self.open_loop(server)
             self.run(server, "1000-json", BULK_CLIENTS)
         finally:
             server.stop()
@@ -384,6 +524,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--v2", action="store_true",
                         help="also the Open Inference Protocol V2 (one row, 1,000 rows as JSON "
                         "and as binary tensors) where the bulk scenarios run")
+    parser.add_argument("--peers", nargs="?", const="all", metavar="LIST",
+                        help="also the other servers on the same predictor, each from its own "
+                        f"venv: all, or some of {','.join(bench_peers.PEERS)} (issue 27)")
+    parser.add_argument("--open-loop", action="store_true",
+                        help="also single rows at a constant offered rate (25/50/75%% of each "
+                        "server's peak; peers also at half of agbento's), latency from the "
+                        "intended send time")
+    parser.add_argument("--clients", type=lambda text: [int(x) for x in text.split(",")],
+                        help="single-row client counts, comma-separated (quick 1,64; full "
+                        "1,16,64,256)")
+    parser.add_argument("--bulk", type=lambda text: text.split(","), metavar="LIST",
+                        help="only these bulk scenarios, comma-separated (e.g. 1000-json; "
+                        "default all)")
+    parser.add_argument("--no-batch", action="store_true", help="leave out the batch client")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (3 if args.quick else 10)
     args.batch_rows = args.batch_rows or (50_000 if args.quick else 1_000_000)
@@ -406,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: wrk not found; install it with `make loadtest-deps` "
               "(apt-get install wrk)", file=sys.stderr)
         return 2
-    concurrencies = [1, TARGET_CLIENTS] if args.quick else [1, 16, TARGET_CLIENTS, 256]
+    concurrencies = args.clients or ([1, TARGET_CLIENTS] if args.quick
+                                     else [1, 16, TARGET_CLIENTS, 256])
     report = Report(
         machine=machine(),
         settings={"mode": "quick" if args.quick else "full", "seconds": args.seconds,
@@ -416,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
                   "service_env": "default AGBENTO_* settings, cache off "
                                  "(AGBENTO_CACHE_URL=off), AGBENTO_TOPOLOGY=split or fused",
+                  "peers": args.peers, "open_loop": args.open_loop,
                   "note": "Single rows: distinct one-row bodies (a file of bodies walked by "
                           "each connection). Bulk: 4 clients repeating one body. The machine "
                           "is shared: figures are noisy unless the run says otherwise."})
@@ -426,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
             sizes = {*concurrencies, 1000, 10_000, args.chunk_rows}
             bench.in_process(sizes)
             bench.topologies(concurrencies)
+            if args.peers:
+                bench.peers(concurrencies)
             bench.in_process(sizes)
             if index == 0 and not args.no_echo:
                 echoes(report, bench, concurrencies if not args.quick else [TARGET_CLIENTS])

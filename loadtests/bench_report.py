@@ -1,5 +1,5 @@
-"""The benchmark's report: what ran, the same-run ratios beside issue 14's and 17's targets,
-written as JSON, Markdown and a plot."""
+"""The benchmark's report: what ran, the same-run ratios beside issues 14's, 17's and 27's
+targets, written as JSON, Markdown and a plot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtests.bench_servers import Run
+from loadtests.bench_servers import OpenRun, Run
 
 SINGLE = "single-json distinct"
 BULK_CLIENTS = 4
@@ -28,6 +28,7 @@ class ModelResult:
     runs: list[Run] = field(default_factory=list)
     batch_client: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    open_loop: list[OpenRun] = field(default_factory=list)
 
     def run(self, server: str, scenario: str, concurrency: int) -> Run | None:
         return next((r for r in self.runs if (r.server, r.scenario, r.concurrency)
@@ -39,6 +40,21 @@ class ModelResult:
 
     def agbento_servers(self) -> list[str]:
         return [name for name in self.servers if name.startswith("agbento")]
+
+    def peer_servers(self) -> list[str]:
+        """Other servers on the same predictor (issue 27), the seed-style one not counted."""
+        return [name for name, info in self.servers.items() if info.get("kind") == "peer"]
+
+    def best_peer(self, scenario: str, concurrency: int) -> Run | None:
+        """The peer run with the most rows/s in a scenario, if any peer ran it."""
+        runs = [r for name in self.peer_servers()
+                if (r := self.run(name, scenario, concurrency)) is not None]
+        return max(runs, key=lambda r: r.rows_per_s, default=None)
+
+    def peak(self, server: str) -> float | None:
+        """The most single-row requests/s the server answered at any client count."""
+        return max((r.requests_per_s for r in self.runs
+                    if r.server == server and r.scenario == SINGLE), default=None)
 
 
 @dataclass
@@ -108,7 +124,46 @@ def targets(report: Report) -> list[dict[str, Any]]:
                              f"{result['rows_per_s']:.0f} rows/s vs {limit:.0f} in-process "
                              f"at {result['chunk_rows']:,} rows per call"))
         rows += single_row_targets(report, model)
+        rows += peer_targets(model)
     return rows
+
+
+PEER_SINGLE_TIMES, PEER_BULK_TIMES, OPEN_LOOP_P99_MS = 1.5, 1.2, 25.0
+
+
+def peer_targets(model: ModelResult) -> list[dict[str, Any]]:
+    """Issue 27: agbento against the best peer on the same rows, and its open-loop p99 at
+    half its own peak."""
+    rows: list[dict[str, Any]] = []
+    for server in model.agbento_servers():
+        for scenario, clients, what, times in (
+                (SINGLE, TARGET_CLIENTS, f"single row, {TARGET_CLIENTS} clients",
+                 PEER_SINGLE_TIMES),
+                ("1000-json", BULK_CLIENTS, f"1,000-row JSON, {BULK_CLIENTS} clients",
+                 PEER_BULK_TIMES)):
+            ours, best = model.run(server, scenario, clients), model.best_peer(scenario, clients)
+            if ours is None or best is None or not best.rows_per_s:
+                continue
+            figure = round(ours.rows_per_s / best.rows_per_s, 2)
+            rows.append(_row(model.key, "27", f"{what}, {server} vs the best peer", figure,
+                             f">= {times}x", figure >= times,
+                             f"{ours.rows_per_s:.0f} vs {best.rows_per_s:.0f} rows/s "
+                             f"({best.server})", "times"))
+        half = next((r for r in model.open_loop if r.server == server
+                     and r.load == open_load(0.5, "own")), None)
+        if half is not None:
+            rows.append(_row(model.key, "27", f"open loop, {server}, {half.load} "
+                             f"({half.offered_per_s:.0f}/s): p99", half.p99_ms,
+                             f"<= {OPEN_LOOP_P99_MS:.0f} ms",
+                             half.p99_ms <= OPEN_LOOP_P99_MS and half.errors == 0,
+                             f"p50 {half.p50_ms:.1f}, p99.9 {half.p999_ms:.1f} ms; "
+                             f"{half.errors} errors", "ms"))
+    return rows
+
+
+def open_load(share: float, whose: str = "own") -> str:
+    """The label of an open-loop rate: "50% of own peak", "50% of agbento's peak"."""
+    return f"{share:.0%} of own peak" if whose == "own" else f"{share:.0%} of {whose}'s peak"
 
 
 def single_row_targets(report: Report, model: ModelResult) -> list[dict[str, Any]]:
@@ -155,7 +210,8 @@ def report_from_json(data: dict[str, Any]) -> Report:
     models = []
     for m in data["models"]:
         runs = [Run(**r) for r in m.pop("runs")]
-        models.append(ModelResult(**m, runs=runs))
+        open_loop = [OpenRun(**r) for r in m.pop("open_loop", [])]
+        models.append(ModelResult(**m, runs=runs, open_loop=open_loop))
     return Report(machine=data["machine"], settings=data["settings"], models=models,
                   echo_servers=data["echo_servers"],
                   echoes=[Run(**r) for r in data["echoes"]], targets=data["targets"])
@@ -234,7 +290,7 @@ def markdown(report: Report) -> str:
         f"OMP_NUM_THREADS={s.get('omp_num_threads', 'unset')}, as the service's model worker "
         "(AGBENTO_MODEL_THREADS); the seed-style baseline keeps the libraries' default.",
         "",
-        "## Targets (issues 14 and 17)",
+        "## Targets (issues 14, 17 and 27)",
         "",
         "| model | issue | what | figure | target | verdict | detail |",
         "| --- | --- | --- | ---: | --- | --- | --- |",
@@ -283,6 +339,7 @@ def model_section(model: ModelResult) -> list[str]:
         lines.append(f"| {name} | {info.get('asked', '-')} | {info.get('effective', '-')} | "
                      f"{info.get('workers_text', '-')} | {info['cold_start_s']} |")
     lines += ["", "### Over HTTP", ""] + _runs_table(model.runs, model.in_process)
+    lines += peers_section(model) + open_loop_section(model)
     if model.batch_client:
         lines += ["", "### Batch client (`python -m agbento.batch`, Parquet in, Parquet out)", "",
                   "| how | rows | chunk rows | in flight | seconds | rows/s | retries |",
@@ -302,6 +359,72 @@ def model_section(model: ModelResult) -> list[str]:
     return lines
 
 
+def peers_section(model: ModelResult) -> list[str]:
+    """Issue 27: every server on the same predictor, rows and load side by side."""
+    names = [*model.agbento_servers(), *model.peer_servers(),
+             *(["baseline"] if "baseline" in model.servers else [])]
+    if not model.peer_servers():
+        return []
+    clients = sorted({r.concurrency for r in model.runs if r.scenario == SINGLE})
+    lines = ["", "### Against the other servers (issue 27)", "",
+             "Same stored predictor, same rows, same load generator, same run. A peer runs "
+             "only after answering a sample of rows as agbento does (all in one request, "
+             "then each alone, 8 at a time). Single rows: req/s (p99 ms); 1,000-row JSON "
+             f"bodies at {BULK_CLIENTS} clients: rows/s (p99 ms). RSS: the peak of the "
+             "server's whole process tree (shared pages counted once per process).", "",
+             "| server | " + " | ".join(f"{c} clients" for c in clients)
+             + " | 1,000 rows | errors | peak RSS MB | start-up s |",
+             "| --- | " + " | ".join("---:" for _ in clients) + " | ---: | ---: | ---: | ---: |"]
+    for name in names:
+        runs = [r for r in model.runs if r.server == name]
+        if not runs:
+            continue
+        cells = []
+        for c in clients:
+            r = model.run(name, SINGLE, c)
+            cells.append(f"{r.requests_per_s:.0f} ({r.p99_ms:.0f})" if r else "-")
+        bulk = model.run(name, "1000-json", BULK_CLIENTS)
+        cells.append(f"{bulk.rows_per_s:.0f} ({bulk.p99_ms:.0f})" if bulk else "-")
+        errors = sum(r.non2xx + r.socket_errors for r in runs)
+        rss = max(r.server_peak_rss_mb for r in runs)
+        info = model.servers.get(name, {})
+        lines.append(f"| {name} | " + " | ".join(cells)
+                     + f" | {errors} | {rss:.0f} | {info.get('cold_start_s', '-')} |")
+    lines += ["", "| server | how it runs | its answers | venv (install s, MB) | versions |",
+              "| --- | --- | --- | --- | --- |"]
+    for name in model.peer_servers():
+        info = model.servers[name]
+        venv = info.get("venv") or {}
+        versions = ", ".join(f"{k} {v}" for k, v in (venv.get("versions") or {}).items())
+        lines.append(f"| {name} | {info.get('config', '-')} | {info.get('answers', '-')} | "
+                     f"{venv.get('install_s', '-')} s, {venv.get('size_mb', '-')} MB | "
+                     f"{versions} |")
+    return lines
+
+
+def open_loop_section(model: ModelResult) -> list[str]:
+    if not model.open_loop:
+        return []
+    lines = ["", "### Open loop: latency at a fixed offered rate (issue 27)", "",
+             "Requests sent at a constant rate whatever the answers do (loadtests/openloop.c); "
+             "each latency runs from the request's intended send time, so a stall is charged "
+             "to every request it held back (no coordinated omission). Rates are shares of "
+             "the server's own closed-loop single-row peak in this run, and for every server "
+             "half of agbento's best peak. Errors: connect/read/write errors, timeouts and "
+             "requests not answered within 30 s after the window; late: sent over 1 ms after "
+             "they were due (all connections busy).", "",
+             "| server | rate | offered /s | answered /s | p50 ms | p90 ms | p99 ms | "
+             "p99.9 ms | max ms | errors | non-2xx | late | connections | server CPU % |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+             "| ---: | ---: |"]
+    for r in model.open_loop:
+        lines.append(f"| {r.server} | {r.load} | {r.offered_per_s:.0f} | "
+                     f"{r.answered_per_s:.0f} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | "
+                     f"{r.p99_ms:.1f} | {r.p999_ms:.1f} | {r.max_ms:.0f} | {r.errors} | "
+                     f"{r.non2xx} | {r.late} | {r.connections} | {r.server_cpu_pct:.0f} |")
+    return lines
+
+
 # -- plot ---------------------------------------------------------------------------------
 
 
@@ -312,8 +435,12 @@ def plot(report: Report, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     count = max(1, len(report.models))
-    fig, axes = plt.subplots(count, 2, figsize=(12, 4 * count), squeeze=False)
-    for (left, right), model in zip(axes, report.models, strict=False):
+    panels = 3 if any(m.open_loop for m in report.models) else 2
+    fig, axes = plt.subplots(count, panels, figsize=(6 * panels, 4 * count), squeeze=False)
+    for row, model in zip(axes, report.models, strict=False):
+        left, right = row[0], row[1]
+        if panels == 3:
+            plot_open_loop(row[2], model)
         series: dict[str, list[Run]] = {}
         for r in model.runs:
             if r.scenario == SINGLE:
@@ -339,3 +466,21 @@ def plot(report: Report, path: Path) -> None:
             axis.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def plot_open_loop(axis: Any, model: ModelResult) -> None:
+    """p99 against the offered rate, one line per server (its own-peak shares)."""
+    series: dict[str, list[OpenRun]] = {}
+    for r in model.open_loop:
+        series.setdefault(r.server, []).append(r)
+    for name, runs in series.items():
+        runs.sort(key=lambda r: r.offered_per_s)
+        axis.plot([r.offered_per_s for r in runs], [max(r.p99_ms, 0.01) for r in runs],
+                  marker="o", label=name)
+    axis.axhline(OPEN_LOOP_P99_MS, color="grey", linestyle=":", label="25 ms")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("offered single-row requests/s (open loop)")
+    axis.set_title(f"{model.key} model: open-loop p99 (ms) from intended send time")
+    axis.legend(fontsize=8)
+    axis.grid(True, which="both", alpha=0.3)

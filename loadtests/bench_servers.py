@@ -26,6 +26,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).with_name("post.lua")
+OPENLOOP_C = Path(__file__).with_name("openloop.c")
+CACHE = Path(__file__).with_name(".peers")  # gitignored: peer venvs, the open-loop generator
 BIN = Path(sys.executable).parent
 
 
@@ -47,6 +49,34 @@ class Run:
     server_cpu_pct: float
     server_peak_rss_mb: float
     wrk_cpu_pct: float
+    non2xx_by_status: dict[str, int]
+
+
+@dataclass
+class OpenRun:
+    """Requests sent at a constant rate whatever the answers do; latency from each request's
+    intended send time (openloop.c)."""
+
+    server: str
+    scenario: str
+    load: str  # which rate: "50% of own peak", "50% of agbento's peak"
+    offered_per_s: float
+    answered_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    requests: int
+    non2xx: int
+    errors: int  # connect, read, write errors, timeouts, and requests never answered
+    unfinished: int
+    late: int  # sent over 1 ms after they were due (no free connection)
+    max_waiting: int
+    connections: int
+    server_cpu_pct: float
+    server_peak_rss_mb: float
+    generator_cpu_pct: float
     non2xx_by_status: dict[str, int]
 
 
@@ -139,6 +169,9 @@ class Server:
         return counts
 
     def stop(self) -> None:
+        """SIGTERM to the server's process group; then whatever of its tree outlived it (a
+        process that made a group of its own, as Ray's actors do) is killed too."""
+        tree = self.processes()
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -148,6 +181,12 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+        _, alive = psutil.wait_procs(tree[1:], timeout=10)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
 
 
 def topology_of(server: Server, entry_service: str = "agbento") -> dict[str, Any]:
@@ -204,22 +243,41 @@ class Monitor:
         self.cpu_pct = 100 * (tree_cpu_s(self.server) - self.cpu_start) / elapsed
 
 
-def wrk(url: str, scenario: Scenario, concurrency: int, seconds: int) -> dict[str, Any]:
+def openloop_binary() -> Path:
+    """loadtests/openloop.c, compiled when missing or older than its source."""
+    binary = CACHE / "bin" / "openloop"
+    if not binary.exists() or binary.stat().st_mtime < OPENLOOP_C.stat().st_mtime:
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(binary), str(OPENLOOP_C)], check=True)
+    return binary
+
+
+def drive(url: str, scenario: Scenario, concurrency: int, seconds: int,
+          rate: float | None = None) -> dict[str, Any]:
+    """Load on `url`, and its summary: closed-loop by wrk (`concurrency` connections, each
+    sending when its last answer came), or open-loop at `rate` requests/s by openloop (at
+    most `concurrency` connections; latency from each request's intended send time)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     extra = "\n".join(f"{name}: {value}" for name, value in scenario.headers().items())
     bodies = {"BODIES_FILE" if scenario.many_bodies else "BODY_FILE": str(scenario.body)}
+    if rate is None:
+        command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
+                   "-s", str(LUA), url]
+        prefix = "WRK_JSON "
+    else:
+        command = [str(openloop_binary()), "-r", f"{rate:.3f}", "-d", str(seconds),
+                   "-c", str(concurrency), "-t", "30", url]
+        prefix = "OPENLOOP_JSON "
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
-         "-s", str(LUA), url],
-        env={**os.environ, **bodies, "CONTENT_TYPE": scenario.content_type,
-             "EXTRA_HEADERS": extra},
+        command, env={**os.environ, **bodies, "CONTENT_TYPE": scenario.content_type,
+                      "EXTRA_HEADERS": extra},
         capture_output=True, text=True, timeout=seconds + 120,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next((x for x in result.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    line = next((x for x in result.stdout.splitlines() if x.startswith(prefix)), None)
     if line is None:
-        raise RuntimeError(f"wrk failed: {result.stdout}\n{result.stderr}")
-    summary = json.loads(line.removeprefix("WRK_JSON "))
+        raise RuntimeError(f"{command[0]} failed: {result.stdout}\n{result.stderr}")
+    summary = json.loads(line.removeprefix(prefix))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     summary["wrk_cpu_pct"] = round(100 * cpu / (summary["duration_us"] / 1e6), 1)
     return summary
@@ -283,10 +341,10 @@ def measure(server: Server, scenario: Scenario, concurrency: int, seconds: int,
             one_request_s: float = 0.0) -> Run:
     url = f"{server.url}{scenario.path}"
     if one_request_s < 0.25:  # warm up connections; a slow kind is warm from the probe
-        wrk(url, scenario, concurrency, 1)
+        drive(url, scenario, concurrency, 1)
         wait_idle(server)
     with Monitor(server) as monitor:
-        summary = wrk(url, scenario, concurrency, run_seconds(seconds, one_request_s))
+        summary = drive(url, scenario, concurrency, run_seconds(seconds, one_request_s))
     if summary["requests"] < 3:
         raise RuntimeError(f"only {summary['requests']} requests completed in "
                            f"{summary['duration_us'] / 1e6:.0f} s")
@@ -305,6 +363,33 @@ def measure(server: Server, scenario: Scenario, concurrency: int, seconds: int,
           f"req/s {run.rows_per_s:10.1f} rows/s  p50 {run.p50_ms:7.1f}  p99 {run.p99_ms:7.1f} "
           f"ms  non-2xx {run.non2xx}  server cpu {run.server_cpu_pct}%  "
           f"wrk cpu {run.wrk_cpu_pct}%")
+    return run
+
+
+OPEN_LOOP_CONNECTIONS = 256  # the most connections openloop opens: as wrk's most clients
+
+
+def measure_open(server: Server, scenario: Scenario, rate: float, seconds: int,
+                 load: str) -> OpenRun:
+    """`rate` requests/s for `seconds` on a warm server (closed-loop runs came first)."""
+    wait_idle(server)
+    with Monitor(server) as monitor:
+        summary = drive(f"{server.url}{scenario.path}", scenario, OPEN_LOOP_CONNECTIONS,
+                        seconds, rate)
+    run = OpenRun(
+        server=server.name, scenario=scenario.name, load=load, offered_per_s=round(rate, 1),
+        answered_per_s=round(summary["requests"] / (summary["duration_us"] / 1e6), 1),
+        p50_ms=summary["p50_ms"], p90_ms=summary["p90_ms"], p99_ms=summary["p99_ms"],
+        p999_ms=summary["p999_ms"], max_ms=summary["max_ms"], requests=summary["requests"],
+        non2xx=summary["non2xx"], errors=summary["errors"], unfinished=summary["unfinished"],
+        late=summary["late"], max_waiting=summary["max_waiting"],
+        connections=summary["connections"], server_cpu_pct=round(monitor.cpu_pct, 1),
+        server_peak_rss_mb=round(monitor.peak_rss / 2**20, 1),
+        generator_cpu_pct=summary["wrk_cpu_pct"], non2xx_by_status=summary["non2xx_by_status"])
+    print(f"{server.name:14} {scenario.name:24} open {run.offered_per_s:8.1f}/s ({load}): "
+          f"answered {run.answered_per_s:8.1f}/s  p50 {run.p50_ms:7.1f}  p99 {run.p99_ms:7.1f} "
+          f" p99.9 {run.p999_ms:7.1f} ms  errors {run.errors}  non-2xx {run.non2xx}  "
+          f"late {run.late}")
     return run
 
 

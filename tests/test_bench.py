@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import socketserver
+import subprocess
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -14,15 +18,17 @@ import pytest
 from agbento.models.store import ModelCard
 from agbento.rows.schema import FeatureSchema, json_records
 from agbento.training.pipeline import DATASETS, TrainConfig, load_data
-from loadtests import bench_rows
+from loadtests import bench_peers, bench_report, bench_rows
 from loadtests.bench_report import (
     SINGLE,
     ModelResult,
     Report,
     markdown,
+    open_load,
     targets,
 )
-from loadtests.bench_servers import Run
+from loadtests.bench_servers import OpenRun, Run
+from loadtests.peers import venvs
 from train import parse_args, train_config
 
 LABEL = "outcome"
@@ -263,3 +269,229 @@ def test_train_py_dataset_brings_its_label_name_and_quick_settings() -> None:
     assert (given.name, given.time_limit) == ("b", 5)
     demo = train_config(parse_args(["--demo"]), "species")
     assert (demo.name, demo.time_limit, demo.dataset) == ("agbento-demo", 120, None)
+
+
+# -- issue 27: the peers, their bodies and answers, open loop --------------------------------
+
+
+def test_peer_bodies_carry_the_same_rows_in_each_protocol() -> None:
+    table = mixed_table(3).drop(columns=LABEL)
+    table.loc[1, "height"] = None
+    schema = card_for(mixed_table()).schema
+    records = json_records(table)
+
+    assert json.loads(bench_peers.encode(records, bench_peers.AGBENTO, schema)) == {
+        "data": records}
+    v1 = json.loads(bench_peers.encode(records, bench_peers.KSERVE_V1, schema))
+    assert v1 == {"instances": [{name: [r[name] for r in records] for name in schema.names}]}
+    v2 = json.loads(bench_peers.encode(records, bench_peers.V2, schema))
+    assert v2["parameters"] == {"content_type": "pd"}
+    tensors = {t["name"]: t for t in v2["inputs"]}
+    assert list(tensors) == schema.names
+    assert tensors["height"]["datatype"] == "FP64" and tensors["height"]["data"][1] is None
+    assert tensors["sky"]["datatype"] == "BYTES" and tensors["date"]["datatype"] == "BYTES"
+    assert all(t["shape"] == [3] for t in tensors.values())
+    assert [dict(zip(tensors, row, strict=True))
+            for row in zip(*(t["data"] for t in tensors.values()), strict=True)] == records
+
+
+PROBABILITIES = [{"a": 0.75, "b": 0.25}, {"a": 0.125, "b": 0.875}]
+
+
+@pytest.mark.parametrize("answer", [
+    {"predictions": ["a", "b"], "probabilities": PROBABILITIES},  # agbento, Ray Serve
+    {"predictions": [{"prediction": "a", **PROBABILITIES[0]},  # KServe V1
+                     {"prediction": "b", **PROBABILITIES[1]}]},
+    {"outputs": [{"name": "prediction", "datatype": "BYTES", "data": ["a", "b"]},  # V2
+                 {"name": "a", "datatype": "FP32", "data": [0.75, 0.125]},
+                 {"name": "b", "datatype": "FP32", "data": [0.25, 0.875]}]},
+])
+def test_every_peers_answer_reads_as_labels_and_probabilities(answer: dict) -> None:
+    assert bench_peers.answers(answer) == (["a", "b"], PROBABILITIES)
+
+
+def test_a_peer_that_answers_otherwise_is_caught() -> None:
+    want = (["a", "b"], PROBABILITIES)
+    # float32 rounding of a probability is the same answer
+    assert bench_peers.mismatch((["a", "b"], [{"a": 0.7500001, "b": 0.25}, PROBABILITIES[1]]),
+                                want, [0, 1]) is None
+    assert "row 7: predicted 'a'" in bench_peers.mismatch(
+        (["a", "a"], PROBABILITIES), want, [3, 7])
+    swapped = (["a", "b"], [PROBABILITIES[1], PROBABILITIES[0]])  # rows mixed in a batch
+    assert "row 0: probability of 'a'" in bench_peers.mismatch(swapped, want, [0, 1])
+    assert "1 answers for 2 rows" in bench_peers.mismatch((["a"], None), want, [0, 1])
+    assert "probability of 'a' None" in bench_peers.mismatch((["a", "b"], None), want, [0, 1])
+    assert bench_peers.mismatch((["1.5"], None), (["1.5"], None), [0]) is None  # regression
+
+
+def test_every_peer_names_its_venv_and_endpoints_and_gets_its_ports() -> None:
+    launch = bench_peers.Launch(ports=(8000, 8001, 8002), python=Path("/v/bin/python"),
+                                model_name="demo", predictor=Path("/m/predictor"), workers=2,
+                                scratch=Path("/tmp/x"))
+    for peer in bench_peers.PEERS.values():
+        assert peer.venv in venvs.PEERS
+        command = " ".join(peer.command(launch))
+        env = bench_peers.peer_env(peer, launch)
+        assert "8000" in command + " ".join(env.values())
+        assert "/m/predictor" in command + " ".join(env.values())
+        assert env["OMP_NUM_THREADS"] == "1"
+        for endpoint in peer.endpoints:
+            assert bench_peers.endpoint_path(endpoint, "demo").startswith("/")
+    assert "--workers 2" in " ".join(bench_peers.PEERS["kserve"].command(launch))
+    assert bench_peers.selected("ray,kserve") == [bench_peers.PEERS["ray"],
+                                                   bench_peers.PEERS["kserve"]]
+    with pytest.raises(SystemExit, match="torchserve"):
+        bench_peers.selected("torchserve")
+
+
+def test_peer_venvs_pin_the_model_libraries_of_this_venv() -> None:
+    wanted, pins = venvs.requirements(venvs.PEERS["kserve"])
+    assert "kserve==0.21.0" in wanted
+    assert any(w.startswith("autogluon.tabular[lightgbm,catboost,xgboost]==") for w in wanted)
+    assert any(p.startswith("lightgbm==") for p in pins)
+    assert venvs.venv_dir(venvs.PEERS["kserve"]) != venvs.venv_dir(venvs.PEERS["mlserver"])
+    log = "Collecting x\nERROR: Cannot install a because these package versions have " \
+          "conflicting dependencies.\nThe conflict is caused by:\n    a 1 depends on b<2"
+    assert venvs.conflict_lines(log).startswith("ERROR: Cannot install a")
+
+
+def open_run(server: str, load: str, rate: float, p99: float, errors: int = 0) -> OpenRun:
+    return OpenRun(server=server, scenario=SINGLE, load=load, offered_per_s=rate,
+                   answered_per_s=rate, p50_ms=p99 / 4, p90_ms=p99 / 2, p99_ms=p99,
+                   p999_ms=p99 * 2, max_ms=p99 * 3, requests=int(rate * 10), non2xx=0,
+                   errors=errors, unfinished=0, late=0, max_waiting=0, connections=4,
+                   server_cpu_pct=50.0, server_peak_rss_mb=500.0, generator_cpu_pct=3.0,
+                   non2xx_by_status={})
+
+
+def report_with_peers() -> Report:
+    report = sample_report()
+    model = report.models[0]
+    for name in ("kserve v1", "mlserver"):
+        model.servers[name] = {"kind": "peer", "asked": "-", "effective": name,
+                               "cold_start_s": 5.0, "config": "c", "answers": "same",
+                               "venv": {"install_s": 60, "size_mb": 1000,
+                                        "versions": {"x": "1"}}}
+    model.runs += [run("kserve v1", SINGLE, 64, 1, 80.0),
+                   run("mlserver", SINGLE, 64, 1, 500.0),  # the best peer: 1000 / 500 = 2x
+                   run("kserve v1", "1000-json", 4, 1000, 50.0),  # the best: 70 / 50 = 1.4x
+                   run("mlserver", "1000-json", 4, 1000, 40.0),
+                   run("agbento fused", "1000-json", 4, 1000, 55.0)]
+    model.open_loop = [open_run("agbento split", open_load(0.5), 450.0, 12.0),
+                       open_run("agbento fused", open_load(0.5), 500.0, 30.0),
+                       open_run("mlserver", open_load(0.5, "agbento"), 500.0, 900.0, 7)]
+    return report
+
+
+def test_issue_27_targets_hold_agbento_to_the_best_peer_on_the_same_run() -> None:
+    rows = {t["what"]: t for t in targets(report_with_peers())}
+    fused = rows["single row, 64 clients, agbento fused vs the best peer"]
+    assert (fused["figure"], fused["target"], fused["met"]) == (2.0, ">= 1.5x", True)
+    assert "(mlserver)" in fused["detail"]
+    split = rows["1,000-row JSON, 4 clients, agbento split vs the best peer"]
+    assert (split["figure"], split["met"]) == (1.4, True)
+    assert rows["1,000-row JSON, 4 clients, agbento fused vs the best peer"]["met"] is False
+    half = rows["open loop, agbento split, 50% of own peak (450/s): p99"]
+    assert (half["figure"], half["target"], half["met"]) == (12.0, "<= 25 ms", True)
+    assert rows["open loop, agbento fused, 50% of own peak (500/s): p99"]["met"] is False
+    # the seed-style server is no peer; a report without peers has no issue-27 rows
+    assert not any(t["issue"] == "27" for t in targets(sample_report()))
+
+
+def test_the_markdown_shows_the_peers_and_the_open_loop_and_reads_back() -> None:
+    from dataclasses import asdict
+
+    from loadtests.bench_report import report_from_json
+
+    report = report_with_peers()
+    report.targets = targets(report)
+    for info in report.models[0].servers.values():
+        info.setdefault("cold_start_s", 1.0)
+    text = "\n".join(bench_report.model_section(report.models[0]))
+    assert "| mlserver | 500 (50) | 40000 (50) | 0 | 500 | 5.0 |" in text
+    assert "| mlserver | 50% of agbento's peak | 500 | 500 |" in text
+    assert "| same | 60 s, 1000 MB | x 1 |" in text
+    again = report_from_json(json.loads(json.dumps(asdict(report))))
+    assert again == report
+
+
+OPENLOOP_C = Path(__file__).resolve().parent.parent / "loadtests" / "openloop.c"
+
+
+class TinyHttp(socketserver.ThreadingTCPServer):
+    """A keep-alive HTTP/1.1 server on loopback that keeps every body it got: a body with
+    "fail" is answered 503, "close" with Connection: close, "chunk" chunked; else 200."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        super().__init__(("127.0.0.1", 0), TinyHandler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class TinyHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        while True:
+            head = [line := self.rfile.readline()]
+            while line not in (b"\r\n", b""):
+                head.append(line := self.rfile.readline())
+            if line == b"":
+                return  # the generator hung up
+            length = next(int(x.split(b":")[1]) for x in head
+                          if x.lower().startswith(b"content-length:"))
+            body = self.rfile.read(length)
+            self.server.bodies.append(body)  # type: ignore[attr-defined]
+            if b"chunk" in body:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+                continue
+            status = b"503 Busy" if b"fail" in body else b"200 OK"
+            close = b"Connection: close\r\n" if b"close" in body else b""
+            self.wfile.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\n" + close
+                             + b"\r\nok")
+            if close:
+                return
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds loadtests/openloop.c")
+def test_the_open_loop_generator_sends_every_due_request_and_counts_what_came_back(
+        tmp_path: Path) -> None:
+    binary = tmp_path / "openloop"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(OPENLOOP_C)], check=True)
+    lines = [json.dumps({"n": i}) for i in range(37)] + ['{"fail":1}', '{"close":1}', '{"chunk":1}']
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text("\n".join(lines) + "\n")
+    server = TinyHttp()
+    try:
+        done = subprocess.run(
+            [str(binary), "-r", "200", "-d", "0.8", "-c", "8", f"http://127.0.0.1:{server.port}/p"],
+            env={"BODIES_FILE": str(bodies), "CONTENT_TYPE": "application/json"},
+            capture_output=True, text=True, timeout=60, check=True)
+    finally:
+        server.stop()
+    summary = json.loads(done.stdout.split("OPENLOOP_JSON ", 1)[1])
+    assert summary["due"] == summary["sent"] == 160
+    assert summary["requests"] == len(server.bodies) == 160
+    assert summary["errors"] == summary["unfinished"] == 0
+    # the bodies are walked in order from some offset: each one of the 40 four times
+    assert sorted(set(server.bodies)) == sorted(line.encode() for line in lines)
+    assert summary["non2xx"] == summary["non2xx_by_status"]["503"] == 4
+    assert 0 <= summary["p50_ms"] <= summary["p99_ms"] <= summary["p999_ms"] <= summary["max_ms"]
+
+
+def test_the_open_loop_generator_refuses_a_target_off_loopback(tmp_path: Path) -> None:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc builds loadtests/openloop.c")
+    binary = tmp_path / "openloop"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(OPENLOOP_C)], check=True)
+    body = tmp_path / "b.json"
+    body.write_text("{}")
+    done = subprocess.run([str(binary), "-r", "10", "-d", "1", "http://10.1.2.3:80/"],
+                          env={"BODY_FILE": str(body)}, capture_output=True, text=True)
+    assert done.returncode == 2 and "only loopback" in done.stderr
