@@ -15,7 +15,7 @@ ARCHITECTURE.md draws both.
 
 from __future__ import annotations
 
-from agbento.ops.bootstrap import settings  # first: the process environment before numpy loads
+from agbento.ops.bootstrap import fail_fast, settings  # first: the process before numpy loads
 
 # isort: split
 from pathlib import Path
@@ -53,9 +53,10 @@ from agbento.runtime.served import ServedModel
 
 # NAME@STAGE is the version promoted there (the stage registry); inside a built Bento, the
 # version the Bento was built with (its bento.yaml: docs/lifecycle.md)
-model_tag = resolve_tag(settings.model, pinned=bento_pin(Path(__file__)))
-stored_model = bentoml.models.BentoModel(model_tag)
-card = load_card(stored_model)
+with fail_fast():  # a model that is not there: one line, exit 2
+    model_tag = resolve_tag(settings.model, pinned=bento_pin(Path(__file__)))
+    stored_model = bentoml.models.BentoModel(model_tag)
+    card = load_card(stored_model)
 Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
 # Where the fused topology "finds" the model service it never calls (see AgBento).
 NOT_STARTED_URL = "http://127.0.0.1:9"

@@ -62,15 +62,17 @@ def private_home() -> Path:
 
 @contextlib.contextmanager
 def start_server(
-    project: Path, model_tag: str, target: str = ".", port: int | None = None, **env: str
+    project: Path, model_tag: str, target: str = ".", port: int | None = None,
+    home: Path | None = None, **env: str
 ) -> Iterator[BentoServer]:
-    """`bentoml serve TARGET` in `project` (a source tree, or a built Bento's directory)."""
+    """`bentoml serve TARGET` in `project` (a source tree, or a built Bento's directory);
+    a BentoML home of its own unless `home` is given."""
     port = port or free_port()
     log_file = tempfile.NamedTemporaryFile(prefix="bentoml-serve-", suffix=".log", delete=False)
     bentoml = Path(sys.executable).with_name("bentoml")
     environment = {
         **os.environ,
-        "BENTOML_HOME": str(private_home()),
+        "BENTOML_HOME": str(home or private_home()),
         "AGBENTO_MODEL": model_tag,
         **env,
     }

@@ -12,10 +12,8 @@ signals (Ctrl-C, SIGTERM) reach it directly.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +21,9 @@ from typing import Annotated
 import typer
 
 from agbento.cli import CliError, app
+from agbento.core.errors import StartupError
 from agbento.core.settings import Settings, SettingsError
+from agbento.ops.ports import ensure_port_free
 
 USAGE_EXIT = 2
 
@@ -50,12 +50,12 @@ def serve(
     if keys:
         env["AGBENTO_API_KEYS_FILE"] = str(keys.resolve())
     settings = check_settings(env)
-    check_model(settings.model)
+    tag = check_model(settings.model)
     check_project(project)
     check_port(host, port)
     bentoml = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
     command = [bentoml, "serve", str(project), "--host", host, "--port", str(port), *ctx.args]
-    typer.echo(f"serving {settings.model} on http://{host}:{port} "
+    typer.echo(f"serving {tag} ({settings.model}) on http://{host}:{port} "
                f"({settings.topology}, {settings.api_workers} API worker(s))", err=True)
     sys.stderr.flush()
     os.execvpe(command[0], command, env)
@@ -68,12 +68,14 @@ def check_settings(env: dict[str, str]) -> Settings:
         raise CliError(str(error), USAGE_EXIT) from None
 
 
-def check_model(tag: str) -> None:
-    from agbento.models.store import ModelNotFoundError, find_card
+def check_model(reference: str) -> str:
+    """The concrete tag `reference` (NAME@STAGE, NAME:latest...) names in the store."""
+    from agbento.models.stages import resolve_tag
+    from agbento.models.store import find_card
 
     try:
-        find_card(tag)
-    except ModelNotFoundError as error:
+        return find_card(resolve_tag(reference)).tag
+    except StartupError as error:
         raise CliError(str(error), USAGE_EXIT) from None
 
 
@@ -84,14 +86,7 @@ def check_project(project: Path) -> None:
 
 
 def check_port(host: str, port: int) -> None:
-    """Bind and release, as bentoml serve will: a taken port is one line, not a traceback
-    (and not a second start that wipes the first server's shared state)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            why = ("is in use (another server? pick one with --port)"
-                   if error.errno == errno.EADDRINUSE else f"cannot be bound: {error.strerror}")
-            raise CliError(f"{host}:{port} {why}", USAGE_EXIT) from None
+    try:
+        ensure_port_free(host, port)
+    except StartupError as error:
+        raise CliError(str(error), USAGE_EXIT) from None

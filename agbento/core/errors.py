@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+
+class StartupError(Exception):
+    """A setting, a model or a port the user must fix before a server can start: said in
+    one line (what, the value, what is allowed or how to get one), exit 2."""
+
+
 # How many row/field problems one error response lists; the message says how many in all.
 MAX_ERROR_DETAILS = 100
 

@@ -22,11 +22,13 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from agbento.core.errors import StartupError
+
 DEMO_MODEL_NAME = "agbento-demo"
 ENV_PREFIX = "AGBENTO_"
 
 
-class SettingsError(ValueError):
+class SettingsError(StartupError, ValueError):
     """An `AGBENTO_*` variable holds a value we cannot use."""
 
 

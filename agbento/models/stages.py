@@ -43,8 +43,14 @@ from typing import Any, Literal
 
 import bentoml
 
+from agbento.core.errors import StartupError
 from agbento.core.settings import get_settings
-from agbento.models.store import ModelCard, ModelNotFoundError, verify_model
+from agbento.models.store import (
+    ModelCard,
+    ModelNotFoundError,
+    missing_model_message,
+    verify_model,
+)
 
 PRODUCTION = "production"
 STAGING = "staging"
@@ -65,7 +71,7 @@ Action = Literal["promote", "rollback"]
 VersionCheck = Callable[[ModelCard], None]
 
 
-class StageError(LookupError):
+class StageError(StartupError, LookupError):
     """A stage change or a resolution that cannot be made: one line that says what to do."""
 
 
@@ -191,10 +197,7 @@ def stored_model(tag: str) -> bentoml.Model:
     try:
         return bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
-        raise ModelNotFoundError(
-            f"model {tag!r} is not in the BentoML model store; `agbento models list "
-            f"{tag.split(':')[0]}` shows its versions (train one with `python train.py`)"
-        ) from None
+        raise ModelNotFoundError(missing_model_message(tag)) from None
 
 
 def actor() -> str:

@@ -14,12 +14,13 @@ from typing import Any
 import bentoml
 from packaging.version import InvalidVersion, Version
 
+from agbento.core.errors import StartupError
 from agbento.rows.schema import FeatureSchema, is_classification
 
 PREDICTOR_DIR = "predictor"
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(StartupError, LookupError):
     """The tag to serve is not in the local model store."""
 
 
@@ -135,8 +136,8 @@ def find_card(tag: str) -> ModelCard:
 
 
 def missing_model_message(tag: str) -> str:
-    return (f"model {tag!r} is not in the BentoML model store; train one with "
-            "`agbento train --demo` (or pick a tag `agbento models list` shows)")
+    return (f"model {tag!r} is not in the BentoML model store; `agbento models list "
+            f"{tag.split(':')[0]}` shows its versions (train one with `agbento train`)")
 
 
 def without_nulls(value: Any) -> Any:
