@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from agbento.cli.train import train_config
 from agbento.models.store import ModelCard
 from agbento.rows.schema import FeatureSchema, json_records
 from agbento.training.pipeline import DATASETS, TrainConfig, load_data
@@ -29,7 +30,6 @@ from loadtests.bench_report import (
 )
 from loadtests.bench_servers import OpenRun, Run
 from loadtests.peers import venvs
-from train import parse_args, train_config
 
 LABEL = "outcome"
 
@@ -259,15 +259,13 @@ def test_the_birdstrikes_table_has_dates_free_text_numbers_and_categories() -> N
 
 
 def test_train_py_dataset_brings_its_label_name_and_quick_settings() -> None:
-    args = parse_args(["--dataset", "birdstrikes"])
-    config = train_config(args, DATASETS["birdstrikes"].label)
+    config = train_config(dataset="birdstrikes")
     assert (config.dataset, config.name, config.label) == (
         "birdstrikes", "agbento-birdstrikes", "phase_of_flt")
     assert config.time_limit == DATASETS["birdstrikes"].time_limit
-    given = train_config(parse_args(["--dataset", "birdstrikes", "--name", "b",
-                                     "--time-limit", "5"]), "phase_of_flt")
+    given = train_config(dataset="birdstrikes", name="b", time_limit=5)
     assert (given.name, given.time_limit) == ("b", 5)
-    demo = train_config(parse_args(["--demo"]), "species")
+    demo = train_config(demo=True)
     assert (demo.name, demo.time_limit, demo.dataset) == ("agbento-demo", 120, None)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import train as train_script
+from agbento.cli import main as agbento_main
 from agbento.models.stages import StageRegistry
 from agbento.models.store import ModelCard, save_model
 from agbento.rows.schema import nulls_as_none
@@ -134,7 +134,7 @@ def test_scores_are_autogluons_own_for_probabilities_and_regression(
 
 
 def run_train(*argv: str) -> int:
-    return train_script.main(list(argv))
+    return agbento_main(["train", *argv])
 
 
 @pytest.fixture(scope="module")

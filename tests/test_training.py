@@ -143,7 +143,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--data", "{good}", "--label", "y", "--eval-metric", "bogus"], "unknown metric"),
         (["--data", "{good}"], "--label is required"),
         (["--demo", "--holdout-frac", "0.9"], "--holdout-frac"),
-        (["--demo", "--time-limit", "soon"], "invalid int value"),
+        (["--demo", "--time-limit", "soon"], "should be a valid integer"),
+        (["--demo", "--data", "{good}"], "one of --data FILE, --demo or --dataset"),
     ],
 )
 def test_cli_errors_are_one_line_without_traceback(
@@ -160,3 +161,15 @@ def test_cli_errors_are_one_line_without_traceback(
     assert expected in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(error_lines) == 1, result.stderr
+
+
+def test_a_users_table_is_stored_under_its_own_name_never_the_demos() -> None:
+    from agbento.cli import CliError
+    from agbento.cli.train import train_config
+
+    assert train_config(data=Path("data/Churn 2024.csv"), label="y").name == "churn-2024"
+    assert train_config(data=Path("orders.parquet"), label="y").name == "orders"
+    assert train_config(data=Path("orders.csv"), label="y", name="o").name == "o"
+    assert train_config(demo=True).name == "agbento-demo"
+    with pytest.raises(CliError, match="--name"):
+        train_config(data=Path("agbento-demo.csv"), label="y")
