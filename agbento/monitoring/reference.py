@@ -374,3 +374,35 @@ class BinTally:
         """The features with the highest PSI (above `threshold`), highest first."""
         ranked = sorted(self.psi_by_feature(baseline).items(), key=lambda item: -item[1])
         return [(name, value) for name, value in ranked if value > threshold][:limit]
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature compared: its PSI and, per bin, the expected and the actual share."""
+
+    name: str
+    kind: str
+    psi: float
+    labels: tuple[str, ...]
+    expected: tuple[float, ...]
+    actual: tuple[float, ...]
+
+    def to_dict(self, threshold: float) -> dict[str, Any]:
+        return {"feature": self.name, "kind": self.kind, "psi": round(self.psi, 6),
+                "drifting": self.psi > threshold,
+                "bins": [{"bin": label, "expected": round(e, 6), "actual": round(a, 6)}
+                         for label, e, a in zip(self.labels, self.expected, self.actual,
+                                                strict=True)]}
+
+
+def compare(tally: BinTally, baseline: BinTally | None = None) -> list[FeatureDrift]:
+    """Every feature of `tally` against the training shares (or `baseline`'s), highest PSI
+    first."""
+    found = []
+    for bins in tally.reference.features:
+        expected = bins.shares if baseline is None else tuple(
+            shares(baseline.counts[bins.name]).tolist())
+        actual = tuple(shares(tally.counts[bins.name]).tolist())
+        found.append(FeatureDrift(bins.name, bins.kind, psi(expected, actual), bins.labels,
+                                  tuple(expected), actual))
+    return sorted(found, key=lambda drift: -drift.psi)
