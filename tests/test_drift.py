@@ -339,3 +339,27 @@ def test_tally_over_chunks_names_the_top_drifting_features(mixed) -> None:
     assert tally.top_drifting(1)[0][1] == max(tally.psi_by_feature().values())
     assert baseline.top_drifting(5, threshold=1e-9) == []
     assert tally.psi_by_feature(baseline) == pytest.approx(tally.psi_by_feature())
+
+
+def test_every_way_a_request_arrives_counts_the_same(tiny_models: TinyModels) -> None:
+    """Single rows, a few rows and many, as value lists or as frames: the same bins."""
+    card = tiny_models.multiclass
+    reference = reference_of(card)
+    records = json_records(penguin_rows())
+    ways = {
+        "drift-test-one-row": [card.schema.validate_rows([r]).rows for r in records],
+        "drift-test-few-frames": [validate_records(card.schema, records[i:i + 10]).frame
+                                  for i in range(0, len(records), 10)],
+        "drift-test-many-rows": [card.schema.validate_rows(records[i:i + 50]).rows
+                                 for i in range(0, len(records), 50)],
+        "drift-test-one-frame": [validate_records(card.schema, records).frame],
+    }
+    found = {}
+    for model, groups in ways.items():
+        counter = DriftCounter(reference, model, card.schema.names)
+        for group in groups:
+            counter.observe(group)
+        found[model] = {name: c.tolist() for name, c in counted(reference, model).items()}
+    first = found.pop("drift-test-one-row")
+    assert sum(first["year"]) == len(records)
+    assert all(counts == first for counts in found.values())

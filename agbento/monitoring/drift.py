@@ -26,7 +26,7 @@ import pandas as pd
 from prometheus_client import Counter, Gauge
 
 from agbento.models.store import ModelCard
-from agbento.monitoring.reference import Reference
+from agbento.monitoring.reference import FEW_ROWS, Reference
 
 FEATURE_BINS = Counter("agbento_feature_bin", "Scored rows per feature bin (bins of the "
                        "model's training rows)", ["model", "feature", "bin"])
@@ -75,9 +75,30 @@ class DriftCounter:
         """Count one request's validated (scored) rows."""
         if not len(group):
             return
+        if len(group) <= FEW_ROWS:
+            self._observe_few(group)
+            return
         counts = self.reference.bin_counts(
             group, None if isinstance(group, pd.DataFrame) else self.positions)
         for children, bins in zip(self.children, self.reference.features, strict=True):
             found = counts[bins.name]
             for index in np.flatnonzero(found).tolist():
                 children[index].inc(int(found[index]))
+
+    def _observe_few(self, group: pd.DataFrame | Sequence[Sequence[Any]]) -> None:
+        """A few rows (a single-row request, most often): value by value in Python, numpy's
+        fixed cost per call being more than the whole loop; still one inc per bin."""
+        if isinstance(group, pd.DataFrame):
+            columns = [group[name].tolist() for name in self.reference.names]
+            rows: Any = zip(*columns, strict=True)
+            positions: Sequence[int] = range(len(columns))
+        else:
+            rows, positions = group, self.positions
+        plan = list(enumerate(zip(self.reference.features, positions, strict=True)))
+        found: dict[tuple[int, int], int] = {}
+        for row in rows:
+            for k, (bins, at) in plan:
+                key = (k, bins.index_of(row[at]))
+                found[key] = found.get(key, 0) + 1
+        for (k, index), count in found.items():
+            self.children[k][index].inc(count)

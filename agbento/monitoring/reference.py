@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -102,14 +102,14 @@ def _numbers(kind: str, column: Any) -> np.ndarray:
     return np.asarray(column, dtype=np.float64)
 
 
-def _scalar_number(kind: str, value: Any) -> float:
-    if kind == "datetime":
-        if isinstance(value, str):
-            return datetime_seconds(value)
-        return pd.Timestamp(value).value / 1e9
-    if kind == "text":
-        return float(len(value))
-    return float(value)
+def _datetime_number(value: Any) -> float:
+    """Seconds since the epoch of a datetime cell: the row path's ISO text, the model
+    frame's nanoseconds (`tolist` of datetime64[ns]) or a timestamp."""
+    if isinstance(value, str):
+        return datetime_seconds(value)
+    if isinstance(value, int):
+        return value / 1e9
+    return pd.Timestamp(value).value / 1e9
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class FeatureBins:
     def __post_init__(self) -> None:
         # made once: every request's lookups use them (frozen: set here, never changed)
         object.__setattr__(self, "_lookup", {c: i for i, c in enumerate(self.categories)})
-        object.__setattr__(self, "_index", pd.Index(self.categories, dtype=object))
+        object.__setattr__(self, "_edges", np.array(self.edges, dtype=np.float64))
 
     @property
     def missing(self) -> int:
@@ -185,44 +185,72 @@ class FeatureBins:
     def counts(self, column: Any) -> np.ndarray:
         """Rows per bin (int64, one per label) of a model-frame column."""
         if len(column) <= FEW_ROWS:
-            return self.counts_of_values(
-                v for v in (column.tolist() if hasattr(column, "tolist") else column))
-        bins = len(self.labels)
-        if self.kind in _BY_EDGES or self.kind == "boolean":
-            numbers = _numbers(self.kind, column)
-            missing = np.isnan(numbers)
-            present = numbers[~missing]
-            if self.kind == "boolean":
-                index = (present != 0).astype(np.int64)
-            else:
-                index = np.searchsorted(self.edges, present, side="right")
-            counts = np.bincount(index, minlength=bins)
-            counts[self.missing] += int(missing.sum())
-            return counts
-        cells = np.asarray(column, dtype=object)
-        missing = pd.isna(cells)
-        # a hash table lookup in C; -1: not a top category (nor None)
-        index = self._index.get_indexer(cells)
-        index[index < 0] = self.other
-        index[missing] = self.missing
-        return np.bincount(index, minlength=bins)
+            return self.counts_of_values(column.tolist() if hasattr(column, "tolist")
+                                         else column)
+        if self.kind == "categorical":
+            return self._count_cells(np.asarray(column, dtype=object))
+        return self._count_numbers(_numbers(self.kind, column))
 
-    def counts_of_values(self, values: Iterable[Any]) -> np.ndarray:
-        """Rows per bin of values one at a time (the row path's values, or a short column)."""
+    def counts_of_values(self, values: Sequence[Any]) -> np.ndarray:
+        """Rows per bin of canonical values (a row path's column, or a short column): one
+        at a time when few, else converted to an array first."""
+        if len(values) > FEW_ROWS:
+            if self.kind == "categorical":
+                return self._count_cells(np.array(values, dtype=object))
+            return self._count_numbers(self._numbers_of(values))
         counts = np.zeros(len(self.labels), dtype=np.int64)
         for value in values:
             counts[self.index_of(value)] += 1
         return counts
 
+    def _numbers_of(self, values: Sequence[Any]) -> np.ndarray:
+        nan = math.nan
+        if self.kind == "datetime":  # NaT too: not equal to itself
+            numbers = [nan if v is None or v != v else _datetime_number(v)  # noqa: PLR0124
+                       for v in values]
+        elif self.kind == "text":
+            numbers = [nan if v is None else len(v) for v in values]
+        else:  # numbers and booleans (True is 1.0)
+            numbers = [nan if v is None else v for v in values]
+        return np.array(numbers, dtype=np.float64)
+
+    def _count_numbers(self, numbers: np.ndarray) -> np.ndarray:
+        """Rows per bin of float64 values, NaN where missing (by edges, or booleans)."""
+        missing = int(np.count_nonzero(np.isnan(numbers)))
+        if self.kind == "boolean":
+            index = (numbers != 0).astype(np.intp)  # NaN != 0: counted as true, moved below
+            nan_bin = 1
+        else:  # numpy sorts NaN last: searchsorted puts it after the last edge
+            index = np.searchsorted(self._edges, numbers, side="right")
+            nan_bin = len(self.edges)
+        counts = np.bincount(index, minlength=len(self.labels))
+        if missing:
+            counts[nan_bin] -= missing
+            counts[self.missing] += missing
+        return counts
+
+    def _count_cells(self, cells: np.ndarray) -> np.ndarray:
+        """Rows per bin of a categorical's cells: each distinct value looked up once (a hash
+        table in C finds them; None and NaN are code -1, the last entry: missing)."""
+        codes, distinct = pd.factorize(cells)
+        lookup = np.array([*(self._lookup.get(v if isinstance(v, str) else str(v), self.other)
+                             for v in distinct.tolist()), self.missing], dtype=np.intp)
+        return np.bincount(lookup[codes], minlength=len(self.labels))
+
     def index_of(self, value: Any) -> int:
         """The bin of one value: a canonical row-path value or a model-frame cell."""
-        if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        if value is None or value != value:  # noqa: PLR0124 - NaN (and NaT) are not equal
             return self.missing
-        if self.kind in _BY_EDGES:
-            return bisect.bisect_right(self.edges, _scalar_number(self.kind, value))
-        if self.kind == "boolean":
+        kind = self.kind
+        if kind == "numeric":
+            return bisect.bisect_right(self.edges, value)
+        if kind == "categorical":
+            return self._lookup.get(value if isinstance(value, str) else str(value), self.other)
+        if kind == "boolean":
             return 1 if value else 0
-        return self._lookup.get(value if isinstance(value, str) else str(value), self.other)
+        if kind == "text":
+            return bisect.bisect_right(self.edges, len(value))
+        return bisect.bisect_right(self.edges, _datetime_number(value))
 
     # -- stored form --------------------------------------------------------------------------
 
@@ -270,11 +298,9 @@ class Reference:
         if isinstance(group, pd.DataFrame):
             return {f.name: f.counts(group[f.name].to_numpy()) for f in self.features}
         where = range(len(self.features)) if positions is None else positions
-        counts = [np.zeros(len(f.labels), dtype=np.int64) for f in self.features]
-        for row in group:
-            for k, (bins, at) in enumerate(zip(self.features, where, strict=True)):
-                counts[k][bins.index_of(row[at])] += 1
-        return {f.name: c for f, c in zip(self.features, counts, strict=True)}
+        columns = list(zip(*group, strict=True)) if len(group) else [()] * (max(where) + 1)
+        return {f.name: f.counts_of_values(columns[at])
+                for f, at in zip(self.features, where, strict=True)}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, without nulls (BentoML metadata refuses them)."""
