@@ -127,6 +127,9 @@ class FeatureBins:
     shares: tuple[float, ...]
     edges: tuple[float, ...] = ()
     categories: tuple[str, ...] = ()
+    _lookup: dict[str, int] = field(init=False, repr=False, compare=False)
+    _edges: np.ndarray = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         # made once: every request's lookups use them (frozen: set here, never changed)
         object.__setattr__(self, "_lookup", {c: i for i, c in enumerate(self.categories)})
