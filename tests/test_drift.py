@@ -316,6 +316,7 @@ def test_drift_command_against_a_baseline_and_its_errors(
                       {k: v for k, v in card.metadata.items() if k != REFERENCE_KEY})
     for argv, message in [
         (["--model", "no-such-model:1", "--data", str(data)], "not in the BentoML model store"),
+        (["--model", "tiny-species@production", "--data", str(data)], "no version of"),
         (["--model", card.tag, "--data", str(tmp_path / "absent.csv")], "not found"),
         (["--model", bare.tag, "--data", str(data)], "no reference distributions"),
         (["--model", card.tag, "--data", str(data), "--threshold", "0"], "--threshold"),

@@ -27,14 +27,15 @@ EXIT_ERROR = 2
 CHUNK_ROWS = 50_000  # rows read (and validated) at a time: memory stays bounded
 
 
-def load_card(tag: str) -> ModelCard:
-    import bentoml
+def load_card(reference: str) -> ModelCard:
+    """The stored model `reference` names: NAME:VERSION, NAME:latest, NAME or NAME@STAGE."""
+    from agbento.models.stages import resolve_tag
+    from agbento.models.store import find_card
 
     try:
-        return ModelCard.of(bentoml.models.get(tag))
-    except (bentoml.exceptions.NotFound, ValueError) as exc:
-        raise CliError(f"model {tag!r} is not in the BentoML model store ({exc})",
-                       EXIT_ERROR) from None
+        return find_card(resolve_tag(reference))
+    except LookupError as exc:  # not stored, no such stage, not a tag
+        raise CliError(str(exc), EXIT_ERROR) from None
 
 
 def tally_file(path: Path, card: ModelCard, reference: Reference) -> tuple[BinTally, int]:
@@ -97,7 +98,8 @@ def report(card: ModelCard, data: Path, baseline: Path | None, threshold: float,
 
 @app.command()
 def drift(
-    model: Annotated[str, typer.Option("--model", help="model tag in the BentoML store")],
+    model: Annotated[str, typer.Option(
+        "--model", help="NAME:VERSION, NAME:latest or NAME@STAGE in the BentoML store")],
     data: Annotated[Path, typer.Option("--data", help="rows to check: .csv, .parquet, "
                                        ".jsonl")],
     baseline: Annotated[Path | None, typer.Option(
