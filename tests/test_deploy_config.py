@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agbento.monitoring import metrics
+from agbento.monitoring import drift, metrics, quality
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 METRIC_NAME = re.compile(r"\b(agbento_[a-z_]+)")
+RECORDED_NAME = re.compile(r"\b(agbento:[a-z_0-9:]+)")
 
 
 def tool(name: str) -> str:
@@ -38,9 +39,9 @@ def test_alert_rules_check_and_pass_their_tests() -> None:
 
 def test_every_alert_has_a_test() -> None:
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
-    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     tests = yaml.safe_load((DEPLOY / "prometheus" / "alerts_test.yml").read_text())
-    tested = {t["alertname"] for case in tests["tests"] for t in case["alert_rule_test"]
+    tested = {t["alertname"] for case in tests["tests"] for t in case.get("alert_rule_test", [])
               if t.get("exp_alerts")}
     assert alerts == tested
 
@@ -62,7 +63,8 @@ def test_alertmanager_config_and_routing() -> None:
 def exported_names() -> set[str]:
     from prometheus_client.metrics import MetricWrapperBase
 
-    return {family.name for value in vars(metrics).values()
+    return {family.name for module in (metrics, drift, quality)
+            for value in vars(module).values()
             if isinstance(value, MetricWrapperBase) for family in value.describe()}
 
 
@@ -73,6 +75,16 @@ def test_dashboards_and_alerts_use_metrics_we_export(path: str) -> None:
         json.loads(text)
     used = {re.sub(r"_(total|bucket|sum|count)$", "", m) for m in METRIC_NAME.findall(text)}
     assert used and used <= exported_names(), used - exported_names()
+
+
+def test_recorded_series_used_are_recorded() -> None:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    used = set()
+    for path in ("prometheus/alerts.yml", "prometheus/alerts_test.yml",
+                 "grafana/agbento-dashboard.json"):
+        used |= set(RECORDED_NAME.findall((DEPLOY / path).read_text()))
+    assert recorded and used <= recorded, used - recorded
 
 
 def test_prometheus_config_for_compose() -> None:

@@ -112,6 +112,10 @@ def test_any_table_trains(tmp_path: Path) -> None:
         "region/zone": "categorical",
     }
     assert result.holdout_metrics["accuracy"] > 0.8
+    # reference distributions stored for every kind, dates and text included (test_drift.py)
+    stored = result.card.reference_distributions
+    assert stored is not None
+    assert {f["name"]: f["kind"] for f in stored["features"]} == kinds
 
 
 def test_parse_min_scores() -> None:

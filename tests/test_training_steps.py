@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from agbento.models.store import REFERENCE_KEY
 from agbento.training.pipeline import (
     Explanation,
     Measured,
@@ -88,8 +89,10 @@ def test_build_metadata_holds_what_the_model_card_reads(tiny_models: TinyModels)
         Measured("LightGBM", ["LightGBM"], {"1": 2.0, "1000": 20.0}),
     )
     stored = tiny_models.regression.metadata  # what train() stored, plus save_model's own
-    # save_model's own keys, and the explanation background train() adds as a step of its own
-    assert set(metadata) == set(stored) - {"size_bytes", "files_sha256", "explain"}
+    # save_model's own keys, and what train() adds as steps of their own: the explanation
+    # background and the reference distributions (test_drift.py checks those)
+    assert set(metadata) == set(stored) - {"size_bytes", "files_sha256", "explain",
+                                           REFERENCE_KEY}
     kept = explanation_background(data)
     assert len(stored["explain"]["background"]) == len(kept["background"]) > 0
     assert metadata["label_range"] == [float(data.table["body_mass_g"].min()),

@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     """The console script: `agbento ARGS`; returns the exit code."""
     _register()
     try:
-        app(args=argv, prog_name="agbento", standalone_mode=False)
+        # not standalone, click answers a `typer.Exit(n)` by returning n (a command's own
+        # return value otherwise: None)
+        code = app(args=argv, prog_name="agbento", standalone_mode=False)
     except typer.Exit as done:
         return int(done.exit_code)
     except CliError as error:
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except TyperException as error:  # usage errors: one line, not click's usage block
         typer.echo(f"error: {error.format_message()}", err=True)  # type: ignore[attr-defined]
         return int(getattr(error, "exit_code", 2))
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run(argv: list[str]) -> None:

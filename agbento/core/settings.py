@@ -85,6 +85,9 @@ class Settings(BaseSettings):
                                 "unset: the cache's Redis if it has one, else local")
     rate_limit_timeout_ms: int = Field(100, ge=1, description="deadline of each shared "
                                        "rate-limit check (past it: admitted, counted)")
+    monitoring: Literal["on", "off"] = Field(
+        "on", description="count every scored row into its feature's training bins (drift) "
+        "and labelled rows from /feedback into live-quality metrics; off: neither is counted")
     metrics_auth: bool = Field(False, description="/metrics needs the admin permission")
     allow_version_mismatch: bool = Field(
         False, description="load a model saved by other AutoGluon/Python versions")
@@ -102,7 +105,7 @@ class Settings(BaseSettings):
     def _trimmed(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("topology", "extra_fields", mode="before")
+    @field_validator("topology", "extra_fields", "monitoring", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value

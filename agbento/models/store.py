@@ -18,6 +18,8 @@ from agbento.core.errors import StartupError
 from agbento.rows.schema import FeatureSchema, is_classification
 
 PREDICTOR_DIR = "predictor"
+# The metadata key of the reference distributions (drift and live quality compare with them).
+REFERENCE_KEY = "reference_distributions"
 
 
 class ModelNotFoundError(StartupError, LookupError):
@@ -78,6 +80,14 @@ class ModelCard:
     def examples(self) -> list[dict[str, Any]]:
         return list(self.metadata.get("examples", []))
 
+    @property
+    def reference_distributions(self) -> dict[str, Any] | None:
+        """The training rows' bins per feature, the holdout's predictions in bins and its
+        metrics (`agbento.monitoring.reference.Reference`); None for a model trained before
+        train.py stored them."""
+        stored = self.metadata.get(REFERENCE_KEY)
+        return dict(stored) if stored else None
+
     def reference(self) -> dict[str, Any]:
         """The short form every prediction answer carries."""
         return {
@@ -110,6 +120,7 @@ class ModelCard:
             "training": meta.get("training", {}),
             "versions": meta.get("versions", {}),
             "created_at": meta.get("created_at"),
+            REFERENCE_KEY: meta.get(REFERENCE_KEY),
         }
 
 

@@ -23,7 +23,8 @@ import pandas as pd
 
 from agbento.core.settings import DEMO_MODEL_NAME
 from agbento.explain import pick_background
-from agbento.models.store import ModelCard, directory_size, save_model
+from agbento.models.store import REFERENCE_KEY, ModelCard, directory_size, save_model
+from agbento.monitoring.reference import build_reference
 from agbento.rows.schema import FeatureSchema, is_classification, json_records
 from agbento.training.challenge import (
     BOOTSTRAP_SAMPLES,
@@ -604,6 +605,17 @@ def explanation_background(data: TrainingData) -> dict[str, Any]:
     return pick_background(data.schema, data.train_raw)
 
 
+def reference_distributions(predictor: Any, data: TrainingData,
+                            metrics: dict[str, float]) -> dict[str, Any]:
+    """What drift and live quality compare with: the training rows' bins per feature, the
+    holdout's predictions in bins, and the holdout metrics (agbento.monitoring.reference)."""
+    features = data.train_frame.drop(columns=predictor.label)
+    predictions = predictor.predict(data.holdout_frame.drop(columns=predictor.label))
+    positive = predictor.positive_class if data.problem_type == "binary" else None
+    return build_reference(features, data.schema, predictions.to_numpy(), metrics,
+                           predictor.eval_metric.name, positive).to_dict()
+
+
 def source_of(config: TrainConfig) -> str:
     if config.demo:
         return DATASETS["penguins"].description
@@ -657,6 +669,7 @@ def train(config: TrainConfig, progress: Progress = print) -> TrainResult:
         if comparison is not None:
             metadata["challenge"] = comparison.to_metadata()
         metadata["explain"] = explanation_background(data)
+        metadata[REFERENCE_KEY] = reference_distributions(predictor, data, metrics)
         card = save_model(config.name, deploy_dir, model_labels(config, data.problem_type),
                           metadata)
         clock.lap("save")
