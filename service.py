@@ -37,6 +37,7 @@ from agbento.http.intake import PredictionIntake
 from agbento.http.overload import InflightLimit
 from agbento.http.ratelimit import RateLimitConfig
 from agbento.http.request_log import RequestLog
+from agbento.http.unrouted import UnroutedErrors
 from agbento.models.stages import bento_labels, bento_pin, resolve_tag
 from agbento.models.store import load_card
 from agbento.monitoring.metrics import MODEL_INFO
@@ -246,3 +247,4 @@ AgBento.add_asgi_middleware(
     # requests the cache answers stay rows (its keys are the row path's values)
     columnar_min_rows=max(settings.columnar_min_rows, CACHED_ROWS_BOUND),
 )
+AgBento.add_asgi_middleware(UnroutedErrors)  # the router's plain-text 404/405: our shape

@@ -35,5 +35,30 @@ def test_the_readme_documents_every_code(code: ErrorCode) -> None:
 
 def test_no_code_is_written_as_a_bare_string_beside_a_status() -> None:
     """ApiError takes an ErrorCode; a (status, "code") pair by hand is the old habit."""
-    for path in [*(ROOT / "agbento").glob("*.py"), ROOT / "service.py"]:
+    for path in [*(ROOT / "agbento").rglob("*.py"), ROOT / "service.py"]:
         assert not re.search(r"ApiError\(\s*\d{3}", path.read_text()), path
+
+
+def test_the_routers_plain_404_and_405_answer_in_our_shape() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from agbento.http.unrouted import UnroutedErrors
+
+    async def hello(request: object) -> PlainTextResponse:
+        return PlainTextResponse("hello", status_code=404)  # a handler's own 404 text...
+
+    app = Starlette(routes=[Route("/predict", hello, methods=["POST"])])
+    client = TestClient(UnroutedErrors(app))
+    missing = client.get("/nowhere", headers={"X-Request-ID": "r-1"})
+    assert missing.status_code == 404
+    assert missing.json() == {"error": {"code": "not_found", "message": "no endpoint at "
+                                        "/nowhere", "details": []}, "request_id": "r-1"}
+    wrong = client.get("/predict")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["x-request-id"] == wrong.json()["request_id"]
+    # ...is rewritten too: text/plain from a 404 is the router's shape, never a client's body
+    assert client.post("/predict").json()["error"]["code"] == "not_found"

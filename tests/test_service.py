@@ -190,3 +190,18 @@ def test_metrics_endpoint_counts_requests(multiclass_server: BentoServer) -> Non
     text = httpx.get(f"{multiclass_server.url}/metrics").text
     assert 'bentoml_service_request_total{' in text
     assert 'endpoint="/predict"' in text
+
+
+@pytest.mark.parametrize(("method", "path", "status", "code"), [
+    ("GET", "/no/such/path", 404, "not_found"),
+    ("GET", "/predict", 405, "method_not_allowed"),
+    ("DELETE", "/health", 405, "method_not_allowed"),
+])
+def test_unrouted_requests_answer_in_the_error_shape(
+        multiclass_server: BentoServer, method: str, path: str, status: int, code: str) -> None:
+    answer = httpx.request(method, f"{multiclass_server.url}{path}")
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert body["error"]["code"] == code and path in body["error"]["message"]
+    assert body["request_id"] == answer.headers["x-request-id"]

@@ -33,6 +33,8 @@ class ErrorCode(StrEnum):
     INVALID_PARQUET = "invalid_parquet", 400
     INVALID_ARROW = "invalid_arrow", 400
     BAD_REQUEST = "bad_request", 400
+    NOT_FOUND = "not_found", 404
+    METHOD_NOT_ALLOWED = "method_not_allowed", 405
     EMPTY_DATA = "empty_data", 400
     FIELD_NAME_TOO_LONG = "field_name_too_long", 400
     NUMBER_TOO_LONG = "number_too_long", 400
