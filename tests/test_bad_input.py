@@ -214,3 +214,21 @@ def test_every_rejection_is_one_log_line_with_request_id(multiclass_server: Bent
         assert logged["error"] == response.json()["error"]["code"]
         assert logged["reason"] == response.json()["error"]["message"][:300]
     assert "Traceback" not in multiclass_server.log()
+
+
+def test_one_fields_bound_for_every_protocol(multiclass_server: BentoServer,
+                                              tiny_models) -> None:
+    """/predict refuses more fields per row than its bound (413 too_many_columns): so do the
+    Open Inference Protocol V2 (one tensor per field) and KServe V1 (keys per instance)."""
+    name = tiny_models.multiclass.tag.split(":")[0]
+    many = 2_000
+    v2 = {"inputs": [{"name": f"x{i}", "datatype": "FP64", "shape": [1], "data": [1.0]}
+                     for i in range(many)]}
+    v1 = {"instances": [{f"x{i}": 1.0 for i in range(many)}]}
+    for path, body in ((f"/v2/models/{name}/infer", v2), (f"/v1/models/{name}:predict", v1)):
+        answer = httpx.post(f"{multiclass_server.url}{path}", json=body, timeout=60)
+        assert answer.status_code == 413, answer.text[:300]
+        assert "more than the limit of 1000" in answer.json()["error"], answer.text[:300]
+    rows = httpx.post(f"{multiclass_server.url}/predict",
+                      json={"data": [{f"x{i}": 1.0 for i in range(many)}]}, timeout=60)
+    assert (rows.status_code, rows.json()["error"]["code"]) == (413, "too_many_columns")

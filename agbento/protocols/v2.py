@@ -236,14 +236,17 @@ def decode_request(body: bytes, header_length: str | None, model: ProtocolModel,
                    max_rows: int) -> InferenceRequest:
     """A V2 inference request -> row objects, or ApiError 400 naming input (and row)."""
     header, binary = split_body(body, header_length)
+    bounds = _bounds(model, max_rows, header)
     # tritonclient writes a float NaN (pandas' missing value) into JSON data as NaN
-    document = parse_json(header, _bounds(model, max_rows, header), nan_is_null=True)
+    document = parse_json(header, bounds, nan_is_null=True)
     if not isinstance(document, dict):
         raise _bad("the body must be a JSON object with `inputs`")
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise _bad("`inputs` must be a non-empty list of tensors, one per feature: "
                    f"{', '.join(model.schema.names)}")
+    # one tensor per feature: the fields-per-row bound /predict applies (413 too_many_columns)
+    bounds.check_field_count(len(inputs), "`inputs`")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise _bad("`id` must be a string")
@@ -500,7 +503,8 @@ def _pack(values: list[Any], datatype: str) -> bytes:
 
 def decode_v1_request(body: bytes, model: ProtocolModel, max_rows: int) -> list[Any]:
     """`{"instances": [...]}`: row objects, or value lists in feature order."""
-    document = parse_json(body, _bounds(model, max_rows, body))
+    bounds = _bounds(model, max_rows, body)
+    document = parse_json(body, bounds)
     if not isinstance(document, dict) or not isinstance(document.get("instances"), list):
         raise _bad('the body must be {"instances": [rows]}: row objects or lists of values '
                    f"in feature order ({', '.join(model.schema.names)})")
@@ -509,6 +513,9 @@ def decode_v1_request(body: bytes, model: ProtocolModel, max_rows: int) -> list[
         raise ApiError(ErrorCode.EMPTY_DATA, "`instances` has no rows")
     if len(instances) > max_rows:
         check_row_count(len(instances), max_rows)
+    for i, row in enumerate(instances):  # the fields-per-row bound of /predict's rows
+        if isinstance(row, (dict, list)):
+            bounds.check_field_count(len(row), f"instance {i}")
     names = model.schema.names
     problems = [{"row": i, "field": None,
                  "problem": f"a list instance needs {len(names)} values in feature order "
