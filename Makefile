@@ -29,10 +29,10 @@ install-spark: $(VENV)/.installed-spark
 # Train the demo model into the local model store only if there is none yet.
 demo-model: install
 	@$(BIN)/bentoml models get $(MODEL_NAME):latest >/dev/null 2>&1 \
-		|| $(BIN)/python train.py --demo --name $(MODEL_NAME)
+		|| $(BIN)/agbento train --demo --name $(MODEL_NAME)
 
 serve: demo-model
-	$(BIN)/bentoml serve . --host $(HOST) --port $(PORT)
+	$(BIN)/agbento serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

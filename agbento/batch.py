@@ -1,8 +1,8 @@
-"""`python -m agbento.batch`: the batch client (agbento/offline/batch.py)."""
+"""`python -m agbento.batch`: the same as `agbento batch` (agbento/offline/batch.py)."""
 
 if __name__ == "__main__":
     import sys
 
-    from agbento.offline.batch import main
+    from agbento.cli import run
 
-    sys.exit(main())
+    run(["batch", *sys.argv[1:]])

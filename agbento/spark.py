@@ -1,8 +1,8 @@
-"""`python -m agbento.spark`: Spark scoring (agbento/offline/spark.py)."""
+"""`python -m agbento.spark`: the same as `agbento spark` (agbento/offline/spark.py)."""
 
 if __name__ == "__main__":
     import sys
 
-    from agbento.offline.spark import main
+    from agbento.cli import run
 
-    sys.exit(main())
+    run(["spark", *sys.argv[1:]])

@@ -13,16 +13,32 @@ May import: every agbento package (this is the top floor).
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
+
+from agbento.core.errors import StartupError
+
+# `agbento --help` lists the commands in the order a team meets them.
+ORDER = ("train", "serve", "batch", "spark", "models", "drift", "keys", "bench")
+
+
+class _Commands(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        known = super().list_commands(ctx)
+        return sorted(known, key=lambda name: ORDER.index(name) if name in ORDER else 99)
+
 
 app = typer.Typer(
     name="agbento",
+    cls=_Commands,
     help="AutoGluon tabular models in production on BentoML.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: docstrings rewrapped to the terminal
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -58,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as error:
         typer.echo(f"error: {error}", err=True)
         return error.code
+    except StartupError as error:  # a setting or model the user must fix
+        typer.echo(f"error: {error}", err=True)
+        return 2
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         return 130

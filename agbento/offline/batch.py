@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from agbento.core.args import ArgumentParser
 from agbento.offline.scorers import (
     REJECT_COLUMNS,
     BatchError,
@@ -409,9 +410,8 @@ def dry_run(options: BatchOptions, info: dict[str, Any]) -> int:
     return EXIT_REJECTED if problems else EXIT_OK
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m agbento.batch",
-                                     description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None, prog: str = "agbento batch") -> argparse.Namespace:
+    parser = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("input", type=Path, help=".csv, .parquet or .jsonl")
     parser.add_argument("output", type=Path, help=".csv or .parquet")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -436,8 +436,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = BatchOptions.from_args(parse_args(argv))
+def main(argv: list[str] | None = None, prog: str = "agbento batch") -> int:
+    options = BatchOptions.from_args(parse_args(argv, prog))
     try:
         file_kind(options.output)
         return asyncio.run(score_file(options))

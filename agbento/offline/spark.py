@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from agbento.core.args import ArgumentParser
 from agbento.models.store import ModelCard, ModelNotFoundError
 from agbento.rows.schema import json_value
 
@@ -472,14 +473,8 @@ def score(df: DataFrame, model: str, *, id_columns: Sequence[str] = (),
 # -- the command line ---------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # one line, not argparse's usage block
-        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _Parser(prog="python -m agbento.spark",
+def parse_args(argv: list[str] | None = None, prog: str = "agbento spark") -> argparse.Namespace:
+    parser = ArgumentParser(prog=prog,
                      description="Score a table with Spark and a stored model; writes Parquet.")
     parser.add_argument("input", help="Parquet or CSV: a file, a directory or any URI Spark "
                         "reads (s3a://, hdfs://, ...)")
@@ -586,8 +581,8 @@ def failure_line(exc: BaseException) -> str:
     return lines[0][:500] if lines else type(exc).__name__
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "agbento spark") -> int:
+    args = parse_args(argv, prog)
     problem = java_problem()
     if problem:
         print(f"error: {problem}", file=sys.stderr)
