@@ -18,6 +18,7 @@ from __future__ import annotations
 from agbento.ops.bootstrap import fail_fast, settings  # first: the process before numpy loads
 
 # isort: split
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,8 +40,7 @@ from agbento.http.ratelimit import RateLimitConfig
 from agbento.http.request_log import RequestLog
 from agbento.http.unrouted import UnroutedErrors
 from agbento.models.stages import bento_labels, bento_pin, resolve_tag
-from agbento.models.store import load_card
-from agbento.monitoring.metrics import MODEL_INFO
+from agbento.models.store import ModelCard, find_card, load_card
 from agbento.ops.shutdown import bound_after_sigterm
 from agbento.ops.supervision import watch_supervision
 from agbento.protocols.endpoints import ProtocolErrors, protocol_routes
@@ -48,16 +48,22 @@ from agbento.rows.response_models import PredictionResponse, ProbabilityResponse
 from agbento.rows.schema import OnError
 from agbento.runtime.cache import CacheConfig, open_backend
 from agbento.runtime.contract import AnswerShape
+from agbento.runtime.follow import StageFollower
 from agbento.runtime.inference import TabularRuntime
+from agbento.runtime.live import LiveModel
 from agbento.runtime.scoring import InProcessModel, ModelScorer, ModelServiceClient
 from agbento.runtime.served import ServedModel
+from agbento.runtime.versions import RuntimeVersions
 
 # NAME@STAGE is the version promoted there (the stage registry); inside a built Bento, the
 # version the Bento was built with (its bento.yaml: docs/lifecycle.md)
 with fail_fast():  # a model that is not there: one line, exit 2
-    model_tag = resolve_tag(settings.model, pinned=bento_pin(Path(__file__)))
+    pin = bento_pin(Path(__file__))
+    model_tag = resolve_tag(settings.model, pinned=pin)
     stored_model = bentoml.models.BentoModel(model_tag)
     card = load_card(stored_model)
+# what each worker follows: the stage while serving from the project, the version in a Bento
+followed = settings.model if pin is None else model_tag
 Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
 # Where the fused topology "finds" the model service it never calls (see AgBento).
 NOT_STARTED_URL = "http://127.0.0.1:9"
@@ -81,12 +87,17 @@ class TabularModel:
     def __init__(self) -> None:
         # first: a SIGTERM during the model's load must bound the stop too
         bound_after_sigterm(settings.shutdown_timeout_s)
-        self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
-        self.runtime.warm_up()
+        self.versions = RuntimeVersions(open_runtime(card.tag), open_runtime)
+        self.follower = StageFollower(followed, self.versions.tag, self.versions.swap,
+                                      settings.model_poll_s)
         watch_supervision()  # a sibling nobody replaces, or no arbiter: stop
 
+    @bentoml.on_startup
+    async def follow_stage(self) -> None:
+        self.follower.start()
+
     def __is_ready__(self) -> bool:
-        return self.runtime.ready
+        return self.versions.ready
 
     @bentoml.api(
         batchable=True,
@@ -99,7 +110,17 @@ class TabularModel:
         `async` on purpose: one batch runs at a time anyway, and a sync method would pass
         each batch through a thread pool (BENTOML-NOTES.md).
         """
-        return [answer.to_dict() for answer in self.runtime.score_requests(requests)]
+        return [answer.to_dict() for answer in await self.versions.score_requests(requests)]
+
+    @bentoml.api
+    async def prepare(self, tag: str) -> str:
+        """Load `tag` (verified, warmed up) before an API worker sends it requests."""
+        await self.versions.ensure(tag)
+        return tag
+
+
+def open_runtime(tag: str) -> TabularRuntime:
+    return TabularRuntime.ready_to_serve(find_card(tag), settings.allow_version_mismatch)
 
 
 async def health(request: Request) -> JSONResponse:
@@ -109,6 +130,15 @@ async def health(request: Request) -> JSONResponse:
 
 async def model_info(request: Request) -> JSONResponse:
     return JSONResponse(bentoml.get_current_service().served.card.info())
+
+
+async def reload_model(request: Request) -> Response:
+    """POST /admin/model/reload: check the stage now, in the worker that takes this request
+    (the others check within AGBENTO_MODEL_POLL_S), and say what happened (admin)."""
+    request_id = request_id_from(request.headers)
+    outcome = await bentoml.get_current_service().follower.check(force=True)
+    return json_response({**outcome.to_dict(), "request_id": request_id},
+                         500 if outcome.result == "failed" else 200, request_id)
 
 
 async def clear_cache(request: Request) -> Response:
@@ -123,6 +153,7 @@ info_routes = Starlette(
         Route("/health", health),
         Route("/model/info", model_info),
         Route("/admin/cache/clear", clear_cache, methods=["POST"]),
+        Route("/admin/model/reload", reload_model, methods=["POST"]),
         *protocol_routes(),
     ]
 )
@@ -155,24 +186,46 @@ class AgBento:
         # first: a SIGTERM during the model's load (fused) must bound the stop too
         bound_after_sigterm(settings.shutdown_timeout_s)
         self.cache_backend = open_backend(CacheConfig.from_settings(settings))
-        self.served = ServedModel.open(card, self._model_scorer(), settings, self.cache_backend)
-        self.endpoints = PredictionEndpoints(lambda: self.served)
-        MODEL_INFO.labels(tag=card.tag, problem_type=card.problem_type).set(1)
+        first = ServedModel.open(card, self._model_scorer(card), settings, self.cache_backend)
+        self.live = LiveModel(first, self._open_version, drain_s=settings.request_timeout_s)
+        self.follower = StageFollower(followed, self.live.tag, self.live.swap,
+                                      settings.model_poll_s)
+        self.endpoints = PredictionEndpoints(lambda: self.live.current)
         watch_supervision()  # a sibling nobody replaces, or no arbiter: stop
 
-    def _model_scorer(self) -> ModelScorer:
+    @property
+    def served(self) -> ServedModel:
+        """The version answering now (a request takes it once)."""
+        return self.live.current
+
+    def _model_scorer(self, version: ModelCard) -> ModelScorer:
         """The one place the topology shows: the model here, or the model service's client."""
         if settings.topology == "fused":
-            return InProcessModel.load(card, settings.allow_version_mismatch,
+            return InProcessModel.load(version, settings.allow_version_mismatch,
                                        settings.max_batch_size)
         # looked up per call: the dependency's client has its endpoints only once serving
-        return ModelServiceClient(lambda requests: self.model_service.to_async.score(requests),
+        return ModelServiceClient(version.tag,
+                                  lambda requests: self.model_service.to_async.score(requests),
                                   lambda timeout: self.model_service.is_ready(timeout),
                                   settings.model_wait_s)
 
+    async def _open_version(self, tag: str) -> ServedModel:
+        """A version ready to answer: fused, loaded and warmed here (off the event loop);
+        split, loaded by the model service before any request names it."""
+        version = find_card(tag)
+        if settings.topology == "split":
+            await self.model_service.to_async.prepare(tag)
+        scorer = await asyncio.to_thread(self._model_scorer, version)
+        return ServedModel.open(version, scorer, settings, self.cache_backend)
+
+    @bentoml.on_startup
+    async def follow_stage(self) -> None:
+        self.follower.start()
+
     @bentoml.on_shutdown
     async def close_model(self) -> None:
-        await self.served.close()
+        await self.follower.stop()
+        await self.live.close()
 
     @bentoml.api(route="/predict")
     async def predict(

@@ -48,15 +48,16 @@ class BentoServer:
 
 
 def private_home() -> Path:
-    """A BentoML home of its own that shares the session's model store.
+    """A BentoML home of its own that shares the session's model store and stages.
 
     Every `bentoml serve` wipes `$BENTOML_HOME/prometheus_multiproc_dir` on start, so two
     servers on one home erase each other's /metrics (BentoML 1.4.39, serving.py:53).
     """
     shared = Path(os.environ["BENTOML_HOME"])
-    (shared / "models").mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="bentoml-home-"))
-    (home / "models").symlink_to(shared / "models", target_is_directory=True)
+    for kept in ("models", "agbento"):  # the model store and its stage registry
+        (shared / kept).mkdir(parents=True, exist_ok=True)
+        (home / kept).symlink_to(shared / kept, target_is_directory=True)
     return home
 
 

@@ -12,7 +12,7 @@ from bentoml.exceptions import ServiceUnavailable
 
 from agbento.core.errors import ApiError, ErrorCode
 from agbento.runtime.cache import CacheConfig, MemoryBackend, PredictionCache
-from agbento.runtime.inference import ScoredRequest, decode_group, encode_rows
+from agbento.runtime.inference import ScoredRequest, decode_for, decode_group, encode_rows
 from agbento.runtime.scoring import CachedScorer, ModelServiceClient
 
 
@@ -100,7 +100,7 @@ def client(*outcomes: Any, wait_s: float = 5) -> tuple[ModelServiceClient, list[
     async def ready(timeout: float) -> bool:
         return True
 
-    return ModelServiceClient(remote, ready, wait_s), sent
+    return ModelServiceClient("m:1", remote, ready, wait_s), sent
 
 
 GOOD_ANSWER = ScoredRequest("[1]", "null").to_dict()
@@ -109,8 +109,9 @@ GOOD_ANSWER = ScoredRequest("[1]", "null").to_dict()
 def test_the_rows_travel_encoded_and_the_answer_comes_back() -> None:
     model, sent = client(GOOD_ANSWER)
     answer = asyncio.run(model.score([["a", 1.5]]))
-    assert answer.prediction_values == [1] and decode_group(sent[0][0]) == [["a", 1.5]]
-    assert sent[0][0] == encode_rows([["a", 1.5]])
+    tag, rows = decode_for(sent[0][0])
+    assert answer.prediction_values == [1] and decode_group(rows) == [["a", 1.5]]
+    assert (tag, rows) == ("m:1", encode_rows([["a", 1.5]]))
 
 
 def test_a_lost_connection_is_retried_once() -> None:
@@ -145,7 +146,8 @@ def test_readiness_is_the_model_services_answer_and_false_when_it_cannot_be_aske
         raise aiohttp.ClientConnectionError("gone")
 
     async def run() -> list[bool]:
-        return [await ModelServiceClient(client()[0].remote_score, probe, 1).is_ready()
+        return [await ModelServiceClient("m:1", client()[0].remote_score, probe,
+                                         1).is_ready()
                 for probe in (ready, not_ready, unreachable)]
 
     assert asyncio.run(run()) == [True, False, False]

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     model: str = Field(f"{DEMO_MODEL_NAME}:latest",
                        description="model to serve: NAME:VERSION, NAME:latest, or NAME@STAGE "
                        "(the version promoted to that stage)")
+    model_poll_s: float = Field(
+        5.0, ge=0, description="with AGBENTO_MODEL=NAME@STAGE, how often each worker checks "
+        "the stage for a new version and swaps it in without a restart (0: never)")
     served_model_name: str = Field("", description="the model's name in V2/V1 paths "
                                    "(/v2/models/{name}/infer); unset: the tag's name")
     max_rows: int = Field(10_000, ge=1, description="rows per request")

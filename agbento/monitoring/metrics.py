@@ -35,6 +35,9 @@ BATCH_REQUESTS = Histogram("agbento_batch_requests", "Requests per merged model 
                            buckets=SIZE_BUCKETS)
 MODEL_INFO = Gauge("agbento_model_info", "The served model (value 1)",
                    ["tag", "problem_type"], multiprocess_mode="max")
+MODEL_SWAPS = Counter("agbento_model_swaps", "Model versions swapped in while serving (result: "
+                      "ok, or failed: the new version did not load or warm up; the old one "
+                      "kept serving)", ["result"])
 MODEL_READY = Gauge("agbento_model_ready",
                     "1 once the model service warmed up; 0 while its model is broken",
                     multiprocess_mode="livemax")

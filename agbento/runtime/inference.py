@@ -73,6 +73,20 @@ def encode_group(group: Group) -> str:
     return encode_frame(group) if isinstance(group, pd.DataFrame) else encode_rows(group)
 
 
+def encode_for(tag: str, group: Group) -> str:
+    """One request for the split model service: the version that must score it (the one its
+    rows were validated against), then its rows (`encode_group`)."""
+    return f"{tag}\n{encode_group(group)}"
+
+
+def decode_for(encoded: str) -> tuple[str | None, str]:
+    """The inverse of `encode_for`: (tag, encoded rows); tag None for an untagged request."""
+    head, newline, rest = encoded.partition("\n")
+    if newline and not head.startswith(("[", ARROW_PREFIX)):
+        return head, rest
+    return None, encoded
+
+
 def decode_group(encoded: str) -> Group:
     """The inverse of `encode_rows` and `encode_frame`, on the model service's side."""
     if encoded.startswith(ARROW_PREFIX):
@@ -338,6 +352,14 @@ class TabularRuntime:
         # Without persist, AutoGluon reads every model from disk on each predict call.
         predictor.persist(models="all")
         return cls(card, predictor)
+
+    @classmethod
+    def ready_to_serve(cls, card: ModelCard,
+                       allow_version_mismatch: bool = False) -> TabularRuntime:
+        """Verified, loaded, persisted and warmed up: what a server holds, or raises."""
+        runtime = cls.load(card, allow_version_mismatch)
+        runtime.warm_up()
+        return runtime
 
     @cached_property
     def examples(self) -> list[list[Any]]:

@@ -23,7 +23,7 @@ from agbento.core.errors import ApiError, ErrorCode, overloaded
 from agbento.models.store import ModelCard
 from agbento.runtime.batching import InProcessBatcher
 from agbento.runtime.cache import PredictionCache
-from agbento.runtime.inference import Group, ScoredRequest, TabularRuntime, encode_group
+from agbento.runtime.inference import Group, ScoredRequest, TabularRuntime, encode_for
 
 # The model service went away under a call (killed, restarting, shutting down): before it
 # answered, or after its headers and before the whole body (a payload error).
@@ -46,10 +46,12 @@ class ModelScorer(Protocol):
 
 class ModelServiceClient:
     """Split: calls the batched `score` endpoint of the model service (a `bentoml.depends`
-    handle's methods, looked up per call: its client has endpoints only once serving)."""
+    handle's methods, looked up per call: its client has endpoints only once serving); each
+    request names `tag`, the version its rows were validated against."""
 
-    def __init__(self, score: Callable[[list[str]], Awaitable[list[dict[str, Any]]]],
+    def __init__(self, tag: str, score: Callable[[list[str]], Awaitable[list[dict[str, Any]]]],
                  ready: Callable[[float], Awaitable[bool]], wait_s: float) -> None:
+        self.tag = tag
         self.remote_score = score
         self.remote_ready = ready
         self.wait_s = wait_s
@@ -67,7 +69,7 @@ class ModelServiceClient:
 
     async def score(self, rows: Group) -> ScoredRequest:
         """One request's validated rows (value lists or a typed frame) -> its answer."""
-        payload = [encode_group(rows)]
+        payload = [encode_for(self.tag, rows)]
         try:
             # a crashed model worker is restarted, and until it accepts, calls wait in its
             # socket's backlog: bound that wait rather than stall every client with it
@@ -108,9 +110,7 @@ class InProcessModel:
     def load(cls, card: ModelCard, allow_version_mismatch: bool,
              max_batch_rows: int) -> InProcessModel:
         """Verify, load, persist and warm up the model (readiness means the warm-up worked)."""
-        runtime = TabularRuntime.load(card, allow_version_mismatch)
-        runtime.warm_up()
-        return cls(runtime, max_batch_rows)
+        return cls(TabularRuntime.ready_to_serve(card, allow_version_mismatch), max_batch_rows)
 
     async def score(self, rows: Group) -> ScoredRequest:
         return (await self.batcher.score(rows)).unless_model_broken()

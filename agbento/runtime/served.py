@@ -9,12 +9,13 @@ against one version is scored by that version, whatever is swapped in meanwhile.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agbento.core.errors import ApiError, ErrorCode
 from agbento.core.settings import Settings
 from agbento.models.store import ModelCard
+from agbento.monitoring.drift import DriftCounter
 from agbento.monitoring.metrics import PredictionObserver, observe_inputs
 from agbento.monitoring.prediction_log import PredictionSampler
 from agbento.rows.columns import RequestTable
@@ -35,6 +36,11 @@ class ServedModel:
     scoring: CachedScorer
     cache: PredictionCache
     observer: PredictionObserver
+    # counts every scored row into its feature's training bins (None: monitoring off, or a
+    # card without reference distributions)
+    drift: DriftCounter | None = None
+    # scoring calls in flight: a swapped-out version is closed once this is 0
+    active: int = field(default=0, compare=False)
 
     @classmethod
     def open(cls, card: ModelCard, scorer: ModelScorer, settings: Settings,
@@ -53,6 +59,7 @@ class ServedModel:
                 card.is_classification, card.metadata.get("label_range"),
                 PredictionSampler(card.schema, card.is_classification,
                                   settings.prediction_log_sample, settings.prediction_log_dir)),
+            drift=DriftCounter.of(card) if settings.monitoring == "on" else None,
         )
 
     @property
@@ -68,9 +75,15 @@ class ServedModel:
         else:
             rows = self.contract.accept(data, on_error)
         observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
-        scored = await self.scoring.score(
-            rows.frame if isinstance(rows, ValidatedTable) else rows.rows)
+        group = rows.frame if isinstance(rows, ValidatedTable) else rows.rows
+        self.active += 1
+        try:
+            scored = await self.scoring.score(group)
+        finally:
+            self.active -= 1
         log_rejected_rows(scored, rows.indices, request_id)
+        if self.drift is not None:
+            self.drift.observe(group)
         return rows, scored
 
     async def score_rows(self, data: list[Any], request_id: str) -> ScoredRequest:

@@ -15,8 +15,7 @@ class UnservableModelError(RuntimeError):
 def trial_load(card: ModelCard, allow_version_mismatch: bool = False) -> None:
     """Verify, load and warm up `card` as `TabularModel` does at start, then let it go."""
     try:
-        runtime = TabularRuntime.load(card, allow_version_mismatch)
-        runtime.warm_up()
+        TabularRuntime.ready_to_serve(card, allow_version_mismatch)
     except ModelIntegrityError:
         raise  # its own message says what is wrong with the files
     except Exception as exc:  # noqa: BLE001 - whatever breaks the load breaks a server's too
