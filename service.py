@@ -44,7 +44,12 @@ from agbento.models.store import ModelCard, find_card, load_card
 from agbento.ops.shutdown import bound_after_sigterm
 from agbento.ops.supervision import watch_supervision
 from agbento.protocols.endpoints import ProtocolErrors, protocol_routes
-from agbento.rows.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
+from agbento.rows.response_models import (
+    FeedbackResponse,
+    PredictionResponse,
+    ProbabilityResponse,
+    request_rows_type,
+)
 from agbento.rows.schema import OnError
 from agbento.runtime.cache import CacheConfig, open_backend
 from agbento.runtime.contract import AnswerShape
@@ -245,6 +250,16 @@ class AgBento:
     ) -> ProbabilityResponse:
         """Class probabilities for `data` (classification models only)."""
         return await self._answer(ctx, data, on_error, "probabilities")
+
+    @bentoml.api(route="/feedback")
+    async def feedback(
+        self, data: Rows, ctx: bentoml.Context, on_error: OnError = "fail"
+    ) -> FeedbackResponse:
+        """Rows with their true label (the column the model was trained on): scored by the
+        served model, measured, and counted for the live-quality alert."""
+        response = await self.endpoints.feedback(ctx.request, data, on_error)
+        ctx.response.status_code = response.status_code
+        return response
 
     async def _answer(self, ctx: bentoml.Context, data: Any, on_error: OnError,
                       shape: AnswerShape) -> Response:

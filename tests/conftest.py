@@ -88,8 +88,9 @@ def api_keys(tmp_path_factory: pytest.TempPathFactory) -> ApiKeys:
     from agbento.http.auth import ApiKey, digest, new_key, write_keys
 
     grants = {
-        "admin": ("predict", "model_info", "admin"),
+        "admin": ("predict", "model_info", "admin", "feedback"),
         "scorer": ("predict",),
+        "labeller": ("feedback",),
         "reader": ("model_info",),
         "expired": ("predict", "model_info", "admin"),
     }

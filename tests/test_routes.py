@@ -15,6 +15,8 @@ SERVICE = Path(__file__).resolve().parent.parent / "service.py"
 @pytest.mark.parametrize(("path", "permission"), [
     ("/predict", Permission.PREDICT),
     ("/predict_proba", Permission.PREDICT),
+    ("/feedback", Permission.FEEDBACK),
+    ("/admin/model/reload", Permission.ADMIN),
     ("/model/info", Permission.MODEL_INFO),
     ("/admin/cache/clear", Permission.ADMIN),
     ("/admin/anything/new", Permission.ADMIN),
@@ -32,8 +34,9 @@ def test_metrics_is_open_unless_asked_to_need_admin() -> None:
 
 
 def test_only_prediction_routes_are_read_by_the_intake_and_bounded_in_flight() -> None:
-    assert {p for p, r in ROUTES.items() if r.prediction} == {"/predict", "/predict_proba"}
-    assert {p for p, r in ROUTES.items() if r.guarded} == {"/predict", "/predict_proba"}
+    bodies = {"/predict", "/predict_proba", "/feedback"}
+    assert {p for p, r in ROUTES.items() if r.prediction} == bodies
+    assert {p for p, r in ROUTES.items() if r.guarded} == bodies
     assert not route_for("/livez").logged and not route_for("/metrics").logged
     assert route_for("/predict").logged and route_for("/unknown").logged
 

@@ -52,6 +52,10 @@ MATRIX = {
                              "reader": 200, "admin": 200},
     ("POST", "/admin/cache/clear"): {None: 401, "bad": 401, "expired": 401, "scorer": 403,
                                      "reader": 403, "admin": 200},
+    ("POST", "/admin/model/reload"): {None: 401, "scorer": 403, "labeller": 403, "admin": 200},
+    # past the gate, a body without labels is the client's 422
+    ("POST", "/feedback"): {None: 401, "bad": 401, "expired": 401, "scorer": 403,
+                            "reader": 403, "labeller": 422, "admin": 422},
     ("GET", "/livez"): {None: 200},
     ("GET", "/readyz"): {None: 200},
     ("GET", "/health"): {None: 200},

@@ -26,6 +26,7 @@ from agbento.http.guard import internal_error, report_internal_error
 from agbento.rows.columns import STATE_KEY, RequestTable
 from agbento.rows.schema import OnError
 from agbento.runtime.contract import AnswerShape, answer_media, render_table
+from agbento.runtime.feedback import FeedbackScorer
 from agbento.runtime.served import ServedModel
 
 
@@ -64,5 +65,26 @@ class PredictionEndpoints:
         else:
             response = json_response(body, 200, request_id) if media is None else Response(
                 body, 200, media_type=media, headers={REQUEST_ID_HEADER: request_id})
+        response.headers[MODEL_HEADER] = served.tag
+        return response
+
+    async def feedback(self, request: Request, data: Any, on_error: OnError) -> Response:
+        """Labelled rows scored by the served version: this batch's metrics beside the
+        holdout's, counted for the live-quality alert (agbento/runtime/feedback.py)."""
+        served = self.current()
+        request_id = request_id_from(request.headers)
+        table: RequestTable | None = getattr(request.state, STATE_KEY, None)
+        request.state.rows = table.total if table is not None else (
+            len(data) if isinstance(data, list) else 0)
+        request.state.model = served.tag
+        try:
+            body = await FeedbackScorer(served).evaluate(data, on_error, request_id, table)
+        except ApiError as error:
+            response = error_response(error, request_id)
+        except Exception as exc:  # noqa: BLE001 - ours, not the client's: our shape, logged
+            report_internal_error(request_id, "POST", request.scope.get("path", "?"), exc)
+            response = error_response(internal_error(), request_id)
+        else:
+            response = json_response(body, 200, request_id)
         response.headers[MODEL_HEADER] = served.tag
         return response

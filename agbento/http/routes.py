@@ -16,6 +16,7 @@ class Permission(StrEnum):
     PREDICT = "predict"
     MODEL_INFO = "model_info"
     ADMIN = "admin"
+    FEEDBACK = "feedback"
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,10 @@ DOCS = Route(None)
 ROUTES: dict[str, Route] = {
     "/predict": PREDICTION,
     "/predict_proba": PREDICTION,
+    "/feedback": Route(Permission.FEEDBACK, prediction=True, guarded=True),
     "/model/info": Route(Permission.MODEL_INFO),
     "/admin/cache/clear": Route(Permission.ADMIN),
+    "/admin/model/reload": Route(Permission.ADMIN),
     "/health": Route(None),
     "/livez": PROBE,
     "/readyz": PROBE,

@@ -63,6 +63,20 @@ class ProbabilityResponse(BaseModel):
     input_drift: InputDrift = Field(default_factory=InputDrift)
 
 
+class FeedbackResponse(BaseModel):
+    """POST /feedback: the labelled rows' metrics beside the holdout's (AutoGluon's sign:
+    higher is better; error metrics are negative)."""
+
+    rows: int = Field(description="labelled rows the model scored and measured")
+    eval_metric: str | None
+    metrics: dict[str, float]
+    holdout_metrics: dict[str, float]
+    errors: list[RowError] = Field(default_factory=list)
+    model: ModelReference
+    timestamp: str
+    request_id: str
+
+
 def request_rows_type(row_json_schema: dict[str, Any], examples: list[dict[str, Any]]) -> Any:
     """The `data` parameter as /docs.json shows it: this model's rows, with real examples.
 

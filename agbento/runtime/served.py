@@ -18,6 +18,7 @@ from agbento.models.store import ModelCard
 from agbento.monitoring.drift import DriftCounter
 from agbento.monitoring.metrics import PredictionObserver, observe_inputs
 from agbento.monitoring.prediction_log import PredictionSampler
+from agbento.monitoring.quality import FeedbackCounter
 from agbento.rows.columns import RequestTable
 from agbento.rows.schema import OnError, ValidatedRows, ValidatedTable
 from agbento.runtime.cache import CacheBackend, CacheConfig, PredictionCache
@@ -39,6 +40,8 @@ class ServedModel:
     # counts every scored row into its feature's training bins (None: monitoring off, or a
     # card without reference distributions)
     drift: DriftCounter | None = None
+    # counts labelled rows from /feedback (None: monitoring off)
+    feedback: FeedbackCounter | None = None
     # scoring calls in flight: a swapped-out version is closed once this is 0
     active: int = field(default=0, compare=False)
 
@@ -60,6 +63,7 @@ class ServedModel:
                 PredictionSampler(card.schema, card.is_classification,
                                   settings.prediction_log_sample, settings.prediction_log_dir)),
             drift=DriftCounter.of(card) if settings.monitoring == "on" else None,
+            feedback=FeedbackCounter.of(card) if settings.monitoring == "on" else None,
         )
 
     @property
@@ -75,16 +79,20 @@ class ServedModel:
         else:
             rows = self.contract.accept(data, on_error)
         observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
-        group = rows.frame if isinstance(rows, ValidatedTable) else rows.rows
-        self.active += 1
-        try:
-            scored = await self.scoring.score(group)
-        finally:
-            self.active -= 1
+        scored = await self.score_accepted(rows)
         log_rejected_rows(scored, rows.indices, request_id)
         if self.drift is not None:
-            self.drift.observe(group)
+            self.drift.observe(rows.frame if isinstance(rows, ValidatedTable) else rows.rows)
         return rows, scored
+
+    async def score_accepted(self, rows: Accepted) -> ScoredRequest | None:
+        """Accepted rows scored from the cache or by this version's model."""
+        self.active += 1
+        try:
+            return await self.scoring.score(
+                rows.frame if isinstance(rows, ValidatedTable) else rows.rows)
+        finally:
+            self.active -= 1
 
     async def score_rows(self, data: list[Any], request_id: str) -> ScoredRequest:
         """/predict's path for the other protocols' codecs (V2, KServe V1): validated,
