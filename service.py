@@ -15,7 +15,7 @@ ARCHITECTURE.md draws both.
 
 from __future__ import annotations
 
-from agbento.ops.bootstrap import fail_fast, settings  # first: the process before numpy loads
+from agbento.ops.bootstrap import fail_fast, log, settings  # first: the process before numpy
 
 # isort: split
 import asyncio
@@ -58,6 +58,7 @@ from agbento.runtime.inference import TabularRuntime
 from agbento.runtime.live import LiveModel
 from agbento.runtime.scoring import InProcessModel, ModelScorer, ModelServiceClient
 from agbento.runtime.served import ServedModel
+from agbento.runtime.shadow import ShadowIncompatible, ShadowScorer, open_shadow
 from agbento.runtime.versions import RuntimeVersions
 
 # NAME@STAGE is the version promoted there (the stage registry); inside a built Bento, the
@@ -191,7 +192,9 @@ class AgBento:
         # first: a SIGTERM during the model's load (fused) must bound the stop too
         bound_after_sigterm(settings.shutdown_timeout_s)
         self.cache_backend = open_backend(CacheConfig.from_settings(settings))
-        first = ServedModel.open(card, self._model_scorer(card), settings, self.cache_backend)
+        self.shadow = open_shadow(settings)  # AGBENTO_SHADOW_MODEL, or None
+        first = ServedModel.open(card, self._model_scorer(card), settings, self.cache_backend,
+                                 self._shadow_for(card))
         self.live = LiveModel(first, self._open_version, drain_s=settings.request_timeout_s)
         self.follower = StageFollower(followed, self.live.tag, self.live.swap,
                                       settings.model_poll_s)
@@ -221,7 +224,19 @@ class AgBento:
         if settings.topology == "split":
             await self.model_service.to_async.prepare(tag)
         scorer = await asyncio.to_thread(self._model_scorer, version)
-        return ServedModel.open(version, scorer, settings, self.cache_backend)
+        return ServedModel.open(version, scorer, settings, self.cache_backend,
+                                self._shadow_for(version))
+
+    def _shadow_for(self, version: ModelCard) -> ShadowScorer | None:
+        """The shadow, if it can score this version's rows (else one ERROR line, none)."""
+        if self.shadow is None:
+            return None
+        try:
+            self.shadow.check_compatible(version.schema)
+        except ShadowIncompatible as exc:
+            log.error("no shadow scoring beside %s: %s", version.tag, exc)
+            return None
+        return self.shadow
 
     @bentoml.on_startup
     async def follow_stage(self) -> None:

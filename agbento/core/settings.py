@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     model_poll_s: float = Field(
         5.0, ge=0, description="with AGBENTO_MODEL=NAME@STAGE, how often each worker checks "
         "the stage for a new version and swaps it in without a restart (0: never)")
+    shadow_model: str = Field(
+        "", description="a candidate (NAME:VERSION or NAME@STAGE) that scores a sample of live "
+        "requests off the request path, compared with the served answers (unset: none)")
+    shadow_sample: float = Field(0.1, ge=0.0, le=1.0,
+                                 description="share of scored requests the shadow scores")
+    shadow_queue_rows: int = Field(
+        10_000, ge=1, description="rows waiting for the shadow, per API worker; beyond it a "
+        "request is dropped (counted)")
+    shadow_log_rows: int = Field(
+        100, ge=0, description="disagreeing rows written to the prediction log per minute, "
+        "per API worker")
     served_model_name: str = Field("", description="the model's name in V2/V1 paths "
                                    "(/v2/models/{name}/infer); unset: the tag's name")
     max_rows: int = Field(10_000, ge=1, description="rows per request")

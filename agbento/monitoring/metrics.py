@@ -38,6 +38,16 @@ MODEL_INFO = Gauge("agbento_model_info", "The served model (value 1)",
 MODEL_SWAPS = Counter("agbento_model_swaps", "Model versions swapped in while serving (result: "
                       "ok, or failed: the new version did not load or warm up; the old one "
                       "kept serving)", ["result"])
+SHADOW_REQUESTS = Counter("agbento_shadow_requests", "Requests offered to the shadow model "
+                          "(result: scored, dropped: its queue was full, error)",
+                          ["shadow", "result"])
+SHADOW_ROWS = Counter("agbento_shadow_rows", "Rows the shadow model scored, by agreement with "
+                      "the served answer (a regressor disagrees beyond 10%)",
+                      ["shadow", "agreement"])
+SHADOW_DIFFERENCE = Histogram("agbento_shadow_difference", "Shadow value minus served value "
+                              "per row (regression)", ["shadow"],
+                              buckets=(-1e4, -1e3, -100, -10, -1, -0.1, 0, 0.1, 1, 10, 100, 1e3,
+                                       1e4))
 MODEL_READY = Gauge("agbento_model_ready",
                     "1 once the model service warmed up; 0 while its model is broken",
                     multiprocess_mode="livemax")

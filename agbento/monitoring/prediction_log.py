@@ -21,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agbento.rows.schema import FeatureSchema
+import pandas as pd
+
+from agbento.rows.schema import FeatureSchema, json_value
 
 MONITOR_NAME = "agbento_predictions"
 LOG_CONFIG = Path(__file__).with_name("prediction_log.yaml")
@@ -58,18 +60,9 @@ class PredictionSampler:
         with probability `rate`."""
         if self.stopped or self.rate <= 0 or not rows or random.random() >= self.rate:
             return False
-        import bentoml
-
         try:
-            with bentoml.monitor(MONITOR_NAME, monitor_class="default",
-                                 monitor_options={"log_path": self.log_dir,
-                                                  "log_config_file": str(LOG_CONFIG)}) as monitor:
-                for feature, values in zip(self.schema.features, zip(*rows, strict=True),
-                                           strict=True):
-                    monitor.log_batch(list(values), feature.name, "feature",
-                                      _DATA_TYPES[feature.kind])
-                monitor.log_batch(predictions(), "prediction", "prediction",
-                                  "categorical" if self.classification else "numerical")
+            write_rows(MONITOR_NAME, self.log_dir, self.schema, rows,
+                       {"prediction": predictions()}, self.classification)
         except Exception as exc:  # noqa: BLE001 - whatever it is, the prediction stands
             self.stopped = f"{type(exc).__name__}: {exc}"
             logger.error("prediction logging stopped: cannot write to AGBENTO_PREDICTION_LOG_DIR"
@@ -77,3 +70,28 @@ class PredictionSampler:
                          self.log_dir, self.stopped)
             return False
         return True
+
+
+def write_rows(monitor_name: str, log_dir: str, schema: FeatureSchema,
+               rows: list[list[Any]] | pd.DataFrame, outputs: dict[str, list[Any]],
+               classification: bool) -> None:
+    """Rows (value lists in schema order, or a model frame) and their outputs, one JSON
+    record per row, into the monitor `monitor_name`'s files under `log_dir`; raises what
+    the write raises."""
+    import bentoml
+
+    if isinstance(rows, pd.DataFrame):
+        columns = [[json_value(v) for v in rows[f.name].tolist()] if f.name in rows.columns
+                   else [None] * len(rows) for f in schema.features]
+    else:
+        columns = [list(values) for values in zip(*rows, strict=True)]
+    with bentoml.monitor(monitor_name, monitor_class="default",
+                         monitor_options={"log_path": log_dir,
+                                          "log_config_file": str(LOG_CONFIG)}) as monitor:
+        for feature, values in zip(schema.features, columns, strict=True):
+            monitor.log_batch(values, feature.name, "feature", _DATA_TYPES[feature.kind])
+        for name, values in outputs.items():
+            kind = "categorical" if classification or name not in (
+                "prediction", "shadow_prediction") else "numerical"
+            monitor.log_batch([json_value(v) for v in values], name,
+                              "prediction" if name.endswith("prediction") else "feature", kind)

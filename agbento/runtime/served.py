@@ -25,6 +25,7 @@ from agbento.runtime.cache import CacheBackend, CacheConfig, PredictionCache
 from agbento.runtime.contract import PredictionContract
 from agbento.runtime.inference import ScoredRequest, log_rejected_rows
 from agbento.runtime.scoring import CachedScorer, ModelScorer
+from agbento.runtime.shadow import ShadowScorer
 
 Accepted = ValidatedRows | ValidatedTable
 
@@ -42,12 +43,15 @@ class ServedModel:
     drift: DriftCounter | None = None
     # counts labelled rows from /feedback (None: monitoring off)
     feedback: FeedbackCounter | None = None
+    # a candidate scoring a sample of this version's requests off the request path
+    shadow: ShadowScorer | None = None
     # scoring calls in flight: a swapped-out version is closed once this is 0
     active: int = field(default=0, compare=False)
 
     @classmethod
     def open(cls, card: ModelCard, scorer: ModelScorer, settings: Settings,
-             cache_backend: CacheBackend | None) -> ServedModel:
+             cache_backend: CacheBackend | None,
+             shadow: ShadowScorer | None = None) -> ServedModel:
         """The endpoints' view of `card`, scored by `scorer` (loaded and warmed up)."""
         cache_config = CacheConfig.from_settings(settings)
         cache = PredictionCache(cache_backend, card.tag, cache_config)
@@ -64,6 +68,7 @@ class ServedModel:
                                   settings.prediction_log_sample, settings.prediction_log_dir)),
             drift=DriftCounter.of(card) if settings.monitoring == "on" else None,
             feedback=FeedbackCounter.of(card) if settings.monitoring == "on" else None,
+            shadow=shadow,
         )
 
     @property
@@ -81,8 +86,11 @@ class ServedModel:
         observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
         scored = await self.score_accepted(rows)
         log_rejected_rows(scored, rows.indices, request_id)
+        group = rows.frame if isinstance(rows, ValidatedTable) else rows.rows
         if self.drift is not None:
-            self.drift.observe(rows.frame if isinstance(rows, ValidatedTable) else rows.rows)
+            self.drift.observe(group)
+        if self.shadow is not None:
+            self.shadow.offer(self.card.schema, group, scored, self.tag, request_id)
         return rows, scored
 
     async def score_accepted(self, rows: Accepted) -> ScoredRequest | None:
