@@ -47,6 +47,7 @@ from agbento.offline.scorers import (
     Stats,
     validate_chunk,
 )
+from agbento.offline.watch import RunWatch
 from agbento.rows.schema import is_classification
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class BatchOptions:
     restart: bool = False
     dry_run: bool = False
     quiet: bool = False
+    label: str | None = None  # the true label's column: the run's metrics at the end
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BatchOptions:
@@ -83,7 +85,7 @@ class BatchOptions:
             id_column=args.id_column, chunk_rows=args.chunk_rows,
             concurrency=args.concurrency, api_key=args.api_key, max_retries=args.max_retries,
             timeout_s=args.timeout, restart=args.restart, dry_run=args.dry_run,
-            quiet=args.quiet,
+            quiet=args.quiet, label=args.label,
         )
 
     @property
@@ -326,6 +328,7 @@ async def score_file(options: BatchOptions) -> int:
         if options.dry_run:
             return dry_run(options, info)
         model_tag = str(info["tag"])
+        watch = RunWatch(info, options.label)
         ready = time.monotonic()  # rows/s counts scoring, not loading the model or connecting
         parts = Parts(options.output, run_fingerprint(options), model_tag, options.restart)
         window = asyncio.Semaphore(options.concurrency)
@@ -349,6 +352,7 @@ async def score_file(options: BatchOptions) -> int:
 
         try:
             for chunk in read_chunks(options.input, options.rows_per_chunk):
+                chunk = watch.take(chunk)  # drift sample, labels kept (and not sent)
                 if (options.id_column is not None and options.id_column not in chunk.columns
                         and (len(chunk) or len(chunk.columns))):
                     raise BatchError(f"--id-column {options.id_column!r} is not in {options.input}")
@@ -387,6 +391,7 @@ async def score_file(options: BatchOptions) -> int:
         "retries": stats.retries, "rejected_rows": rejected,
         "output": str(options.output),
         "rejects": str(rejects_path(options.output)),
+        **watch.report(options.output),
     }
     print(json.dumps(summary), file=sys.stderr)
     return EXIT_REJECTED if rejected else EXIT_OK
@@ -430,6 +435,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "agbento batch") -> ar
     parser.add_argument("--dry-run", action="store_true",
                         help="validate against the served schema, send no rows")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--label", help="the true label's column: not sent; the run's metrics "
+                        "beside the holdout's are in the summary")
     args = parser.parse_args(argv)
     if (args.chunk_rows is not None and args.chunk_rows < 1) or args.concurrency < 1:
         parser.error("--chunk-rows and --concurrency must be positive")
