@@ -32,6 +32,7 @@ from starlette.routing import Route
 from agbento.core.wire import json_response, request_id_from
 from agbento.http.access import AccessGate
 from agbento.http.balance import ConnectionAge
+from agbento.http.docs import CurrentSchemaDocs, RowsDoc
 from agbento.http.endpoints import PredictionEndpoints
 from agbento.http.guard import ErrorGuard
 from agbento.http.intake import PredictionIntake
@@ -123,6 +124,13 @@ class TabularModel:
         """Load `tag` (verified, warmed up) before an API worker sends it requests."""
         await self.versions.ensure(tag)
         return tag
+
+
+def served_rows() -> RowsDoc:
+    """The rows of the version answering now, as /docs.json shows them."""
+    served = bentoml.get_current_service().served
+    return RowsDoc(served.card.tag, served.card.schema.row_json_schema(settings.extra_fields),
+                   served.card.examples[:2])
 
 
 def open_runtime(tag: str) -> TabularRuntime:
@@ -331,3 +339,4 @@ AgBento.add_asgi_middleware(
     columnar_min_rows=max(settings.columnar_min_rows, CACHED_ROWS_BOUND),
 )
 AgBento.add_asgi_middleware(UnroutedErrors)  # the router's plain-text 404/405: our shape
+AgBento.add_asgi_middleware(CurrentSchemaDocs, first_tag=card.tag, current=served_rows)

@@ -144,3 +144,38 @@ def test_a_version_that_does_not_load_is_refused_while_the_old_one_serves(
         info = httpx.get(f"{server.url}/model/info").json()
         assert info["tag"] == first.tag
     registry.promote(NAME, first.tag.split(":")[1], by="tests")
+
+
+@pytest.fixture(scope="module")
+def without_year(tmp_path_factory: pytest.TempPathFactory) -> ModelCard:
+    """A version of the same model that dropped a feature."""
+    from agbento.training.pipeline import demo_table
+
+    path = tmp_path_factory.mktemp("no-year") / "penguins.csv"
+    demo_table().drop(columns=["year"]).to_csv(path, index=False)
+    config = tiny_config(NAME, "species", data=path, demo=False)
+    return train(config, lambda _message: None).card
+
+
+def test_a_version_with_another_schema_is_described_and_validated_as_it_is(
+        versions: tuple[ModelCard, ModelCard], without_year: ModelCard) -> None:
+    first, _ = versions
+    registry = StageRegistry.default()
+    registry.promote(NAME, first.tag.split(":")[1], by="tests")
+    no_year = {k: v for k, v in GOOD.items() if k != "year"}
+    with start_server(ROOT, f"{NAME}@production", AGBENTO_MODEL_POLL_S="600",
+                      AGBENTO_API_WORKERS="1") as server:
+        assert httpx.post(f"{server.url}/predict", json={"data": [no_year]}).status_code == 422
+        registry.promote(NAME, without_year.tag.split(":")[1], by="tests")
+        assert httpx.post(f"{server.url}/admin/model/reload").json()["result"] == "swapped"
+        answer = httpx.post(f"{server.url}/predict", json={"data": [no_year]})
+        assert answer.status_code == 200 and answer.json()["model"]["tag"] == without_year.tag
+        info = httpx.get(f"{server.url}/model/info").json()
+        assert "year" not in {f["name"] for f in info["schema"]["features"]}
+        docs = httpx.get(f"{server.url}/docs.json").json()
+        rows = docs["components"]["schemas"]["predict__Input"]["properties"]["data"]
+        assert "year" not in rows["items"]["properties"] and "island" in rows["items"]["properties"]
+        name = NAME
+        inputs = httpx.get(f"{server.url}/v2/models/{name}").json()["inputs"]
+        assert "year" not in {i["name"] for i in inputs}
+    registry.promote(NAME, first.tag.split(":")[1], by="tests")
