@@ -99,7 +99,10 @@ def _numbers(kind: str, column: Any) -> np.ndarray:
         lengths[present] = np.fromiter(map(len, cells[present]), dtype=np.float64,
                                        count=int(present.sum()))
         return lengths
-    return np.asarray(column, dtype=np.float64)
+    try:
+        return np.asarray(column, dtype=np.float64)
+    except (TypeError, ValueError):  # a value the model's own frame would not hold: missing
+        return pd.to_numeric(pd.Series(column), errors="coerce").to_numpy(dtype=np.float64)
 
 
 def _datetime_number(value: Any) -> float:
@@ -241,9 +244,16 @@ class FeatureBins:
         return np.bincount(lookup[codes], minlength=len(self.labels))
 
     def index_of(self, value: Any) -> int:
-        """The bin of one value: a canonical row-path value or a model-frame cell."""
+        """The bin of one value: a canonical row-path value or a model-frame cell (one the
+        bins cannot place, a text where training saw numbers, counts as missing)."""
         if value is None or value != value:  # noqa: PLR0124 - NaN (and NaT) are not equal
             return self.missing
+        try:
+            return self._index_of(value)
+        except (TypeError, ValueError):
+            return self.missing
+
+    def _index_of(self, value: Any) -> int:
         kind = self.kind
         if kind == "numeric":
             return bisect.bisect_right(self.edges, value)

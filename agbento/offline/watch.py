@@ -9,6 +9,7 @@ written output once every chunk is done (rows the service refused are left out).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,12 @@ class RunWatch:
             from agbento.offline.scorers import validate_chunk
 
             sample = chunk.iloc[:: max(1, len(chunk) // DRIFT_SAMPLE_ROWS)]
-            self.tally.add(validate_chunk(self.schema, sample).frame)
+            try:
+                self.tally.add(validate_chunk(self.schema, sample).frame)
+            except Exception as exc:  # noqa: BLE001 - watching must never stop the scoring
+                print(f"warning: no drift report for this run ({type(exc).__name__}: {exc})",
+                      file=sys.stderr)
+                self.tally = None
         return chunk
 
     def report(self, output: Path) -> dict[str, Any]:

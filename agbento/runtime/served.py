@@ -9,6 +9,7 @@ against one version is scored by that version, whatever is swapped in meanwhile.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from agbento.runtime.scoring import CachedScorer, ModelScorer
 from agbento.runtime.shadow import ShadowScorer
 
 Accepted = ValidatedRows | ValidatedTable
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -88,10 +90,19 @@ class ServedModel:
         log_rejected_rows(scored, rows.indices, request_id)
         group = rows.frame if isinstance(rows, ValidatedTable) else rows.rows
         if self.drift is not None:
-            self.drift.observe(group)
+            self._count_drift(group)
         if self.shadow is not None:
             self.shadow.offer(self.card.schema, group, scored, self.tag, request_id)
         return rows, scored
+
+    def _count_drift(self, group: Any) -> None:
+        """Counting must never cost an answer: a failure stops it for this version, said
+        once."""
+        try:
+            self.drift.observe(group)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001
+            logger.exception("drift counting stopped for %s: the answers go on", self.tag)
+            self.drift = None
 
     async def score_accepted(self, rows: Accepted) -> ScoredRequest | None:
         """Accepted rows scored from the cache or by this version's model."""
