@@ -7,7 +7,7 @@ PORT ?= 3000
 MODEL_NAME ?= agbento-demo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-spark demo-model serve test test-deps lint build image bench bench-full soak bench-deps loadtest-deps peers-deps bench-peers clean
+.PHONY: install install-spark demo-model serve test test-deps lint docs docs-serve build image bench bench-full soak bench-deps loadtest-deps peers-deps bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ serve: demo-model
 lint: install
 	$(BIN)/ruff check .
 
+# The documentation site (mkdocs-material, in the dev extra): strict, so a broken link, a
+# broken anchor or a page missing from the nav fails. Its examples run in
+# tests/test_docs_examples.py.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
 # Real tools the tests run: redis-server (cache, shared rate limit); promtool and amtool
 # (alert rules, routing); prometheus and alertmanager (alert delivery, end to end; Debian
 # names the alertmanager binary prometheus-alertmanager); java (Spark).
@@ -50,7 +59,7 @@ test-deps:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
-test: install install-spark lint test-deps
+test: install install-spark lint docs test-deps
 	$(BIN)/python -m pytest
 
 # wrk drives the benchmark (closed loop); gcc builds loadtests/openloop.c (open loop, issue
@@ -95,4 +104,4 @@ image: install
 	bash deploy/image.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info site

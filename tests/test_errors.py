@@ -29,8 +29,8 @@ def test_an_error_answers_in_the_one_shape() -> None:
 
 
 @pytest.mark.parametrize("code", list(ErrorCode))
-def test_the_readme_documents_every_code(code: ErrorCode) -> None:
-    assert re.search(rf"`{code.value}`", (ROOT / "README.md").read_text()), code
+def test_the_docs_document_every_code(code: ErrorCode) -> None:
+    assert re.search(rf"`{code.value}`", (ROOT / "docs" / "predict.md").read_text()), code
 
 
 def test_no_code_is_written_as_a_bare_string_beside_a_status() -> None:

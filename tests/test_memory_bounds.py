@@ -1,9 +1,9 @@
 """The per-request memory budget, measured on a real server while hostile bodies arrive.
 
-Budget (README, "The input contract"): decoding one request grows the server's resident memory
-by at most 4 x AGBENTO_MAX_BODY_BYTES + BYTES_PER_CELL x AGBENTO_MAX_CELLS, plus the model's
-own batch cost. Every body here is refused before the model runs, so the model's cost is
-zero; ALLOCATOR_SLACK covers what the allocators keep around between samples.
+Budget (docs/predict.md, "The input contract"): decoding one request grows the server's
+resident memory by at most 4 x AGBENTO_MAX_BODY_BYTES + BYTES_PER_CELL x AGBENTO_MAX_CELLS,
+plus the model's own batch cost. Every body here is refused before the model runs, so the
+model's cost is zero; ALLOCATOR_SLACK covers what the allocators keep around between samples.
 """
 
 from __future__ import annotations

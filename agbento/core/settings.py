@@ -1,6 +1,6 @@
 """All runtime configuration: `AGBENTO_*` environment variables, parsed once.
 
-One `pydantic-settings` class, a description per variable (the README's configuration
+One `pydantic-settings` class, a description per variable (docs/configuration.md's
 table lists the same variables with the same defaults; a test holds them together).
 """
 
@@ -226,7 +226,7 @@ class MappingEnvSource(EnvSettingsSource):
 
 
 def variables() -> dict[str, Any]:
-    """Every AGBENTO_* variable with its default (the README's configuration table)."""
+    """Every AGBENTO_* variable with its default (docs/configuration.md's table)."""
     return {f"{ENV_PREFIX}{name.upper()}": field.default
             for name, field in Settings.model_fields.items()}
 

@@ -4,7 +4,8 @@
 `ServerErrorMiddleware` is the model). Without it an exception escaping our layers got no
 answer at all: BentoML 1.4.39's `TimeoutMiddleware` waits only for the first message the
 app sends (or its timer), never for the app to fail, so the client waited for the traffic
-timeout (60 s) and then got uvicorn's plain-text 500 (see README, "When something breaks").
+timeout (60 s) and then got uvicorn's plain-text 500 (see docs/predict.md, "When something
+breaks").
 
 For an exception escaping the layers inside it, the guard
 - answers 500 `internal_error` in our error shape, with the request id in the header and

@@ -7,7 +7,7 @@ a CSV line, a JSON byte count) and checks it here, with the same bounds for ever
 type. A future Arrow IPC decoder uses `check_table` with its schema and batch lengths,
 as Parquet does with its footer.
 
-The memory budget this gives one request (README, "The input contract"): at most
+The memory budget this gives one request (docs/predict.md, "The input contract"): at most
 4 x AGBENTO_MAX_BODY_BYTES + BYTES_PER_CELL x AGBENTO_MAX_CELLS over the resting size,
 plus the model's own batch cost.
 """
