@@ -370,8 +370,8 @@ def commands(text: str) -> list[str]:
 
 
 def test_serve_commands_others_can_reach_use_keys() -> None:
-    """`bentoml serve` binds 0.0.0.0 unless told otherwise: every serve command in the pages
-    is loopback-only or turns keys on."""
+    """`bentoml serve` binds 0.0.0.0 unless told otherwise (`agbento serve`: 127.0.0.1): every
+    serve command in the pages is loopback-only or turns keys on."""
     found = []
     for block in ALL_BLOCKS:
         if block.lang != "bash":
@@ -382,7 +382,9 @@ def test_serve_commands_others_can_reach_use_keys() -> None:
             command = line.split("#", 1)[0]
             found.append(command)
             loopback = ("--host 127.0.0.1" in command
-                        or ("make serve" in command and "HOST=" not in command))
+                        or ("make serve" in command and "HOST=" not in command)
+                        # agbento serve binds 127.0.0.1 unless --host says otherwise
+                        or ("agbento serve" in command and "--host" not in command))
             keyed = "AGBENTO_API_KEYS_FILE=" in command or "--keys " in command
             assert loopback or keyed, f"{block.where}: {command.strip()}"
     for page in PAGES:  # commands quoted in the prose
