@@ -43,11 +43,17 @@ from agbento.monitoring.metrics import MODEL_INFO
 from agbento.ops.shutdown import bound_after_sigterm
 from agbento.ops.supervision import watch_supervision
 from agbento.protocols.endpoints import ProtocolErrors, protocol_routes
-from agbento.rows.response_models import PredictionResponse, ProbabilityResponse, request_rows_type
+from agbento.rows.response_models import (
+    ExplanationResponse,
+    PredictionResponse,
+    ProbabilityResponse,
+    request_rows_type,
+)
 from agbento.rows.schema import OnError
 from agbento.runtime.cache import CacheConfig, open_backend
 from agbento.runtime.contract import AnswerShape
-from agbento.runtime.inference import TabularRuntime
+from agbento.runtime.explaining import ExplainRequest, ExplanationRunner
+from agbento.runtime.inference import TabularRuntime, decode_group
 from agbento.runtime.scoring import InProcessModel, ModelScorer, ModelServiceClient
 from agbento.runtime.served import ServedModel
 
@@ -61,6 +67,7 @@ Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), car
 NOT_STARTED_URL = "http://127.0.0.1:9"
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
+ExplainedAnswer = Annotated[dict[str, Any], ContentType("application/json")]
 
 
 @bentoml.service(
@@ -81,6 +88,7 @@ class TabularModel:
         bound_after_sigterm(settings.shutdown_timeout_s)
         self.runtime = TabularRuntime.load(card, settings.allow_version_mismatch)
         self.runtime.warm_up()
+        self.explanations = ExplanationRunner(self.runtime, settings.max_explain_rows)
         watch_supervision()  # a sibling nobody replaces, or no arbiter: stop
 
     def __is_ready__(self) -> bool:
@@ -98,6 +106,14 @@ class TabularModel:
         each batch through a thread pool (BENTOML-NOTES.md).
         """
         return [answer.to_dict() for answer in self.runtime.score_requests(requests)]
+
+    @bentoml.api
+    async def explain(self, rows: str, explained_class: str | None = None) -> ExplainedAnswer:
+        """One request's validated rows (`encode_group`) -> their explanations
+        (`ExplainedRows.to_dict`). Not batchable here: concurrent calls are merged by the
+        runner, on its own thread, so score batches go on meanwhile."""
+        request = ExplainRequest(decode_group(rows), explained_class)
+        return (await self.explanations.explain(request)).to_dict()
 
 
 async def health(request: Request) -> JSONResponse:
@@ -162,11 +178,15 @@ class AgBento:
         """The one place the topology shows: the model here, or the model service's client."""
         if settings.topology == "fused":
             return InProcessModel.load(card, settings.allow_version_mismatch,
-                                       settings.max_batch_size)
+                                       settings.max_batch_size, settings.max_explain_rows)
         # looked up per call: the dependency's client has its endpoints only once serving
-        return ModelServiceClient(lambda requests: self.model_service.to_async.score(requests),
-                                  lambda timeout: self.model_service.is_ready(timeout),
-                                  settings.model_wait_s)
+        return ModelServiceClient(
+            lambda requests: self.model_service.to_async.score(requests),
+            lambda timeout: self.model_service.is_ready(timeout),
+            settings.model_wait_s,
+            lambda rows, cls: self.model_service.to_async.explain(rows=rows,
+                                                                  explained_class=cls),
+            settings.request_timeout_s)
 
     @bentoml.on_shutdown
     async def close_model(self) -> None:
@@ -190,6 +210,24 @@ class AgBento:
     ) -> ProbabilityResponse:
         """Class probabilities for `data` (classification models only)."""
         return await self._answer(ctx, data, on_error, "probabilities")
+
+    @bentoml.api(route="/explain")
+    async def explain(
+        self, data: Rows, ctx: bentoml.Context, on_error: OnError = "fail"
+    ) -> ExplanationResponse:
+        """Why the model answered what it answered: per row the prediction, the explained
+        class, `base_value` and `contributions` {feature: value} that add up to the model's
+        output (the explained class's probability, or the regression value).
+
+        The /predict bodies (JSON, MLflow forms, CSV, Parquet, Arrow), at most
+        AGBENTO_MAX_EXPLAIN_ROWS rows, plus optional `"top": k` (each row's k largest
+        contributions, the rest summed as `others`) and `"class": "<class>"` (explained for
+        every row; default: each row's predicted class), in the JSON body or the query
+        (`?top=3&class=Gentoo`, for file bodies). Needs a key with the `explain` permission.
+        """
+        response = await self.endpoints.explain(ctx.request, data, on_error)
+        ctx.response.status_code = response.status_code
+        return response
 
     async def _answer(self, ctx: bentoml.Context, data: Any, on_error: OnError,
                       shape: AnswerShape) -> Response:
@@ -244,4 +282,5 @@ AgBento.add_asgi_middleware(
     feature_names=card.schema.names,
     # requests the cache answers stay rows (its keys are the row path's values)
     columnar_min_rows=max(settings.columnar_min_rows, CACHED_ROWS_BOUND),
+    max_explain_rows=settings.max_explain_rows,
 )

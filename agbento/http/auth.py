@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from agbento.core.errors import ApiError, ErrorCode
+from agbento.http.routes import Permission
 
 logger = logging.getLogger("agbento.http.auth")
 
-PERMISSIONS = ("predict", "model_info", "admin")
+# what a key may be granted: the route table's permissions, in its order
+PERMISSIONS = tuple(permission.value for permission in Permission)
 KEY_PREFIX = "agb"
 RELOAD_CHECK_S = 2.0
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
