@@ -48,6 +48,15 @@ def contribution_column(feature: str) -> str:
     return CONTRIB_PREFIX + feature
 
 
+def explanation_names(features: Sequence[str], classification: bool,
+                      top: int | None = None) -> list[str]:
+    """A table answer's columns (before `error`), in order: what the server writes and the
+    batch client expects."""
+    return ["prediction", *(["explained_class"] if classification else []), "base_value",
+            "method", *(contribution_column(f) for f in features),
+            *([OTHERS] if top is not None else [])]
+
+
 @dataclass(frozen=True)
 class ExplainRequest:
     """One request's validated rows (value lists or a typed frame), and the class explained
@@ -242,7 +251,8 @@ def explanation_columns(table: pa.Table, features: Sequence[str],
                                ("prediction", "explained_class", "base_value", "method")
                                if name in table.column_names}
     columns.update(TopContributions(table, features, top).columns())
-    return columns
+    classification = "explained_class" in table.column_names
+    return {name: columns[name] for name in explanation_names(features, classification, top)}
 
 
 # -- beside the predictor ---------------------------------------------------------------------
