@@ -15,6 +15,7 @@ SERVICE = Path(__file__).resolve().parent.parent / "service.py"
 @pytest.mark.parametrize(("path", "permission"), [
     ("/predict", Permission.PREDICT),
     ("/predict_proba", Permission.PREDICT),
+    ("/explain", Permission.EXPLAIN),
     ("/model/info", Permission.MODEL_INFO),
     ("/admin/cache/clear", Permission.ADMIN),
     ("/admin/anything/new", Permission.ADMIN),
@@ -32,14 +33,18 @@ def test_metrics_is_open_unless_asked_to_need_admin() -> None:
 
 
 def test_only_prediction_routes_are_read_by_the_intake_and_bounded_in_flight() -> None:
-    assert {p for p, r in ROUTES.items() if r.prediction} == {"/predict", "/predict_proba"}
-    assert {p for p, r in ROUTES.items() if r.guarded} == {"/predict", "/predict_proba"}
+    answering = {"/predict", "/predict_proba", "/explain"}
+    assert {p for p, r in ROUTES.items() if r.prediction} == answering
+    assert {p for p, r in ROUTES.items() if r.guarded} == answering
+    assert {p for p, r in ROUTES.items() if r.explanation} == {"/explain"}
     assert not route_for("/livez").logged and not route_for("/metrics").logged
     assert route_for("/predict").logged and route_for("/unknown").logged
 
 
 def test_endpoint_labels_are_a_bounded_set() -> None:
     assert endpoint_label("/predict") == "/predict"
+    assert endpoint_label("/explain") == "/explain"
+    assert endpoint_label("/v1/models/anything:explain") == "/v1/explain"
     assert endpoint_label("/x" * 50) == endpoint_label("/admin/secret") == "other"
 
 
