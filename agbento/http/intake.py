@@ -8,7 +8,9 @@ JSON or wrong shape, 413 too large, 415 unsupported content type).
 `PredictionIntake` is the ASGI middleware that applies it before BentoML parses the body:
 BentoML's own parser then only ever sees canonical JSON, so every rejection has our error
 shape, and an oversized body is refused before it is read into memory. What a body decodes
-to is bounded too, before it is decoded (`agbento.rows.bounds`).
+to is bounded too, before it is decoded (`agbento.rows.bounds`). On /explain the row limit
+is AGBENTO_MAX_EXPLAIN_ROWS, and `top` and `class` (JSON body or query) are read and checked
+here and handed on in the request's state (`agbento.rows.explain_options`).
 """
 
 from __future__ import annotations
