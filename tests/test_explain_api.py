@@ -363,6 +363,12 @@ def test_the_cache_never_answers_and_metrics_and_logs_count_it(
         logged = json.loads(line)
         assert (logged["endpoint"], logged["status"], logged["rows"]) == ("/explain", 200, 3)
         assert logged["model"].startswith("tiny-species:")
+    # a large request goes on as columns (AGBENTO_COLUMNAR_MIN_ROWS): its rows count too
+    large = explain(multiclass_server, {"data": penguin_rows("species", 250, seed=33)},
+                    headers={"x-request-id": f"explain-columnar-{id(rows)}"})
+    assert large.status_code == 200
+    (line,) = multiclass_server.log_lines_with(large.headers["x-request-id"])
+    assert json.loads(line)["rows"] == 250
 
 
 @pytest.mark.integration
