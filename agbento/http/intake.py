@@ -126,8 +126,10 @@ def read_prediction_body(
             table = RequestTable(columns, len(columns))
             body = PredictionBody(None, on_error or "fail", table=table)
     elif kind in PARQUET_TYPES or kind in ARROW_TYPES:
-        read = read_parquet if kind in PARQUET_TYPES else read_arrow_stream
-        columns = frame_of(read(raw, bounds))
+        parquet = kind in PARQUET_TYPES
+        read = read_parquet if parquet else read_arrow_stream
+        columns = frame_of(read(raw, bounds),
+                           ErrorCode.INVALID_PARQUET if parquet else ErrorCode.INVALID_ARROW)
         table = RequestTable(columns, len(columns))
         body = PredictionBody(None, on_error or "fail", table=table)
     else:
