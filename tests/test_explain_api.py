@@ -373,21 +373,28 @@ def test_the_cache_never_answers_and_metrics_and_logs_count_it(
 
 @pytest.mark.integration
 def test_concurrent_requests_each_get_their_own_class(multiclass_server: BentoServer) -> None:
-    """Concurrent requests may be merged into one explainer call: each keeps its class."""
+    """Concurrent requests may be merged into one explainer call: each keeps its class; and
+    predictions answered meanwhile (the predictor serves both threads) are unchanged."""
     rows = penguin_rows("species", 24, seed=29)
     asked = [None, "Adelie", "Gentoo", "Chinstrap"]
     requests = [(rows[i:i + 2], asked[i // 2 % 4]) for i in range(0, len(rows), 2)]
-
-    async def all_at_once() -> list[dict[str, Any]]:
-        async with httpx.AsyncClient(base_url=multiclass_server.url, timeout=60) as client:
-            answers = await asyncio.gather(*[
-                client.post("/explain", json={"data": part, **({"class": c} if c else {})})
-                for part, c in requests])
-        return [a.json() for a in answers]
-
-    answers = asyncio.run(all_at_once())
     proba = httpx.post(f"{multiclass_server.url}/predict_proba", json={"data": rows},
                        timeout=60).json()["probabilities"]
+
+    async def all_at_once() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async with httpx.AsyncClient(base_url=multiclass_server.url, timeout=60) as client:
+            explained = [client.post("/explain",
+                                     json={"data": part, **({"class": c} if c else {})})
+                         for part, c in requests]
+            # beside them, the same rows' probabilities, above the cache's 100 rows
+            predicted = [client.post("/predict_proba", json={"data": rows * 5})
+                         for _ in requests]
+            answers = await asyncio.gather(*explained, *predicted)
+        return ([a.json() for a in answers[:len(requests)]],
+                [a.json() for a in answers[len(requests):]])
+
+    answers, predictions = asyncio.run(all_at_once())
+    assert all(p["probabilities"] == proba * 5 for p in predictions)
     for k, ((part, asked_class), answer) in enumerate(zip(requests, answers, strict=True)):
         explanations = answer["explanations"]
         probabilities = proba[2 * k:2 * k + len(part)]
