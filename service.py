@@ -46,6 +46,7 @@ from agbento.ops.shutdown import bound_after_sigterm
 from agbento.ops.supervision import watch_supervision
 from agbento.protocols.endpoints import ProtocolErrors, protocol_routes
 from agbento.rows.response_models import (
+    ExplanationResponse,
     FeedbackResponse,
     PredictionResponse,
     ProbabilityResponse,
@@ -76,6 +77,7 @@ Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), car
 NOT_STARTED_URL = "http://127.0.0.1:9"
 # A declared media type spares BentoML a JSON-schema build on every response.
 ScoredRequests = Annotated[list[dict[str, Any]], ContentType("application/json")]
+ExplainedAnswer = Annotated[dict[str, Any], ContentType("application/json")]
 
 
 @bentoml.service(
@@ -94,7 +96,8 @@ class TabularModel:
     def __init__(self) -> None:
         # first: a SIGTERM during the model's load must bound the stop too
         bound_after_sigterm(settings.shutdown_timeout_s)
-        self.versions = RuntimeVersions(open_runtime(card.tag), open_runtime)
+        self.versions = RuntimeVersions(open_runtime(card.tag), open_runtime,
+                                        settings.max_explain_rows)
         self.follower = StageFollower(followed, self.versions.tag, self.versions.swap,
                                       settings.model_poll_s)
         watch_supervision()  # a sibling nobody replaces, or no arbiter: stop
@@ -125,6 +128,18 @@ class TabularModel:
         await self.versions.ensure(tag)
         return tag
 
+    @bentoml.api
+    async def explain(self, rows: str, explained_class: str | None = None) -> ExplainedAnswer:
+        """One request's validated rows (`encode_for`: its version, its rows) -> their
+        explanations (`ExplainedRows.to_dict`). Not batchable here: concurrent calls are
+        merged by that version's runner, on its own thread, so score batches go on."""
+        return (await self.versions.explain(rows, explained_class)).to_dict()
+
+    @bentoml.on_shutdown
+    async def close_versions(self) -> None:
+        await self.follower.stop()
+        await self.versions.close()
+
 
 def served_rows() -> RowsDoc:
     """The rows of the version answering now, as /docs.json shows them."""
@@ -135,6 +150,7 @@ def served_rows() -> RowsDoc:
 
 def open_runtime(tag: str) -> TabularRuntime:
     return TabularRuntime.ready_to_serve(find_card(tag), settings.allow_version_mismatch)
+
 
 
 async def health(request: Request) -> JSONResponse:
@@ -218,12 +234,16 @@ class AgBento:
         """The one place the topology shows: the model here, or the model service's client."""
         if settings.topology == "fused":
             return InProcessModel.load(version, settings.allow_version_mismatch,
-                                       settings.max_batch_size)
+                                       settings.max_batch_size, settings.max_explain_rows)
         # looked up per call: the dependency's client has its endpoints only once serving
-        return ModelServiceClient(version.tag,
-                                  lambda requests: self.model_service.to_async.score(requests),
-                                  lambda timeout: self.model_service.is_ready(timeout),
-                                  settings.model_wait_s)
+        return ModelServiceClient(
+            version.tag,
+            lambda requests: self.model_service.to_async.score(requests),
+            lambda timeout: self.model_service.is_ready(timeout),
+            settings.model_wait_s,
+            lambda rows, cls: self.model_service.to_async.explain(rows=rows,
+                                                                  explained_class=cls),
+            settings.request_timeout_s)
 
     async def _open_version(self, tag: str) -> ServedModel:
         """A version ready to answer: fused, loaded and warmed here (off the event loop);
@@ -284,6 +304,24 @@ class AgBento:
         ctx.response.status_code = response.status_code
         return response
 
+    @bentoml.api(route="/explain")
+    async def explain(
+        self, data: Rows, ctx: bentoml.Context, on_error: OnError = "fail"
+    ) -> ExplanationResponse:
+        """Why the model answered what it answered: per row the prediction, the explained
+        class, `base_value` and `contributions` {feature: value} that add up to the model's
+        output (the explained class's probability, or the regression value).
+
+        The /predict bodies (JSON, MLflow forms, CSV, Parquet, Arrow), at most
+        AGBENTO_MAX_EXPLAIN_ROWS rows, plus optional `"top": k` (each row's k largest
+        contributions, the rest summed as `others`) and `"class": "<class>"` (explained for
+        every row; default: each row's predicted class), in the JSON body or the query
+        (`?top=3&class=Gentoo`, for file bodies). Needs a key with the `explain` permission.
+        """
+        response = await self.endpoints.explain(ctx.request, data, on_error)
+        ctx.response.status_code = response.status_code
+        return response
+
     async def _answer(self, ctx: bentoml.Context, data: Any, on_error: OnError,
                       shape: AnswerShape) -> Response:
         response = await self.endpoints.respond(ctx.request, data, on_error, shape)
@@ -337,6 +375,7 @@ AgBento.add_asgi_middleware(
     feature_names=card.schema.names,
     # requests the cache answers stay rows (its keys are the row path's values)
     columnar_min_rows=max(settings.columnar_min_rows, CACHED_ROWS_BOUND),
+    max_explain_rows=settings.max_explain_rows,
 )
 AgBento.add_asgi_middleware(UnroutedErrors)  # the router's plain-text 404/405: our shape
 AgBento.add_asgi_middleware(CurrentSchemaDocs, first_tag=card.tag, current=served_rows)

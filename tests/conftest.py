@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The multiclass server runs with small, explicit limits so the limit tests stay cheap.
 MAX_ROWS = 1000
 MAX_BODY_BYTES = 1_000_000
+MAX_EXPLAIN_ROWS = 300  # below MAX_ROWS: /explain's limit is its own
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,8 @@ def topology(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def multiclass_server(tiny_models: TinyModels, topology: str) -> BentoServer:
-    limits = {"AGBENTO_MAX_ROWS": str(MAX_ROWS), "AGBENTO_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+    limits = {"AGBENTO_MAX_ROWS": str(MAX_ROWS), "AGBENTO_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+              "AGBENTO_MAX_EXPLAIN_ROWS": str(MAX_EXPLAIN_ROWS)}
     with start_server(ROOT, tiny_models.multiclass.tag, AGBENTO_TOPOLOGY=topology,
                       **limits) as server:
         yield server
@@ -88,8 +90,9 @@ def api_keys(tmp_path_factory: pytest.TempPathFactory) -> ApiKeys:
     from agbento.http.auth import ApiKey, digest, new_key, write_keys
 
     grants = {
-        "admin": ("predict", "model_info", "admin", "feedback"),
+        "admin": ("predict", "explain", "model_info", "admin", "feedback"),
         "scorer": ("predict",),
+        "explainer": ("explain",),
         "labeller": ("feedback",),
         "reader": ("model_info",),
         "expired": ("predict", "model_info", "admin"),

@@ -381,3 +381,15 @@ def test_csv_columns_read_as_the_streaming_reader(header: list[str], cells: list
     if columns is None:
         return
     assert RequestTable(columns, len(columns)).records() == expected
+
+
+def test_a_parquet_string_column_that_is_not_utf8_is_a_400_naming_it() -> None:
+    """Parquet's reader does not check a string column's bytes (Arrow's stream reader does):
+    pyarrow's conversion to pandas fails later, and that failure is the body's, not ours."""
+    island = pa.array([b"Biscoe", b"\xff\xfe"], pa.binary()).view(pa.string())
+    buffer = io.BytesIO()
+    pa.parquet.write_table(pa.table({"island": island, "year": pa.array([2008, 2009])}),
+                           buffer)
+    with pytest.raises(ApiError) as raised:
+        read_prediction_body(PARQUET, buffer.getvalue(), BOUNDS)
+    assert raised.value.code == "invalid_parquet" and "'island'" in raised.value.message

@@ -17,6 +17,7 @@ SERVICE = Path(__file__).resolve().parent.parent / "service.py"
     ("/predict_proba", Permission.PREDICT),
     ("/feedback", Permission.FEEDBACK),
     ("/admin/model/reload", Permission.ADMIN),
+    ("/explain", Permission.EXPLAIN),
     ("/model/info", Permission.MODEL_INFO),
     ("/admin/cache/clear", Permission.ADMIN),
     ("/admin/anything/new", Permission.ADMIN),
@@ -34,15 +35,18 @@ def test_metrics_is_open_unless_asked_to_need_admin() -> None:
 
 
 def test_only_prediction_routes_are_read_by_the_intake_and_bounded_in_flight() -> None:
-    bodies = {"/predict", "/predict_proba", "/feedback"}
-    assert {p for p, r in ROUTES.items() if r.prediction} == bodies
-    assert {p for p, r in ROUTES.items() if r.guarded} == bodies
+    answering = {"/predict", "/predict_proba", "/explain", "/feedback"}
+    assert {p for p, r in ROUTES.items() if r.prediction} == answering
+    assert {p for p, r in ROUTES.items() if r.guarded} == answering
+    assert {p for p, r in ROUTES.items() if r.explanation} == {"/explain"}
     assert not route_for("/livez").logged and not route_for("/metrics").logged
     assert route_for("/predict").logged and route_for("/unknown").logged
 
 
 def test_endpoint_labels_are_a_bounded_set() -> None:
     assert endpoint_label("/predict") == "/predict"
+    assert endpoint_label("/explain") == "/explain"
+    assert endpoint_label("/v1/models/anything:explain") == "/v1/explain"
     assert endpoint_label("/x" * 50) == endpoint_label("/admin/secret") == "other"
 
 

@@ -371,6 +371,7 @@ def test_error_message_spells_out_row_and_field_details() -> None:
     ("/v2/models/m", "model_info"), ("/v2/models/m/versions/1", "model_info"),
     ("/v2/models/m/infer", "predict"), ("/v2/models/m/versions/1/infer", "predict"),
     ("/v1/models/m:predict", "predict"), ("/v2/repository/index", "model_info"),
+    ("/v1/models/m:explain", "explain"),
     ("/v1/other", "model_info"),
 ])
 def test_protocol_paths_need_the_permissions_of_their_kind(path: str,

@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     INVALID_ROWS = "invalid_rows", 422
     MODEL_REJECTED_ROWS = "model_rejected_rows", 422
     NOT_A_CLASSIFIER = "not_a_classifier", 400
+    UNKNOWN_CLASS = "unknown_class", 422
     # Who may call
     UNAUTHORIZED = "unauthorized", 401
     FORBIDDEN = "forbidden", 403
@@ -62,6 +63,8 @@ class ErrorCode(StrEnum):
     OVERLOADED = "overloaded", 503
     MODEL_UNAVAILABLE = "model_unavailable", 503
     MODEL_ERROR = "model_error", 503
+    # The served model cannot be explained (no method applies to it; the message says why).
+    EXPLANATIONS_UNAVAILABLE = "explanations_unavailable", 501
     INTERNAL_ERROR = "internal_error", 500
 
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     served_model_name: str = Field("", description="the model's name in V2/V1 paths "
                                    "(/v2/models/{name}/infer); unset: the tag's name")
     max_rows: int = Field(10_000, ge=1, description="rows per request")
+    max_explain_rows: int = Field(
+        1_000, ge=1, description="rows per /explain request (an explanation costs 10-60 "
+        "predictions of the same row); never more than AGBENTO_MAX_ROWS")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="request body bytes")
     max_cells: int = Field(1_000_000, ge=1, description="values per request, checked before "
                            "decoding; unset: 100 per allowed row")

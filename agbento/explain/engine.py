@@ -15,9 +15,10 @@
   contributions fail the self-check on the background rows at load.
 
 `explain(frame, classes)` answers, per row of the frame `FeatureSchema.to_frame` builds:
-the prediction, the explained class (the predicted one unless named), `base_value` and the
-contributions, with `output` = base_value + sum(contributions): the explained class's
-probability (or the regression value) as /predict answers it, within `tolerance`.
+the prediction (the model's own, exactly as /predict answers it), the explained class (the
+predicted one unless named), `base_value` and the contributions, with `output` =
+base_value + sum(contributions): the explained class's probability (or the regression
+value) as /predict answers it, within `tolerance`.
 """
 
 from __future__ import annotations
@@ -158,14 +159,20 @@ class Explainer:
         `classes[i]` names row i's explained class (None: the predicted one)."""
         frame = frame[self.features]
         if self._leaves:
-            output, base, contributions = self._exact(frame)
+            internal = self.predictor._learner.transform_features(frame)
+            output, base, contributions = self._exact_internal(internal)
+            # the prediction is the model's own, as /predict answers it (not one derived
+            # from the sums, which match it only within the tolerance); on the features
+            # already transformed, so the feature generator runs once
+            own = self._model_output(internal, transformed=True)
         else:
             output, base, contributions = self._agnostic(frame)
+            own = output  # the agnostic method's output is the model's own
         rows = np.arange(len(frame))
         if not self.classification:
-            return Explanations(self.features, output[:, 0], None, base[:, 0],
+            return Explanations(self.features, own[:, 0], None, base[:, 0],
                                 contributions[:, 0], output[:, 0], self.method)
-        proba = pd.DataFrame(output, columns=self.class_labels)
+        proba = pd.DataFrame(own, columns=self.class_labels)
         prediction = np.asarray(self.predictor.predict_from_proba(proba))
         chosen = self._explained(prediction, classes, len(frame))
         return Explanations(
@@ -245,8 +252,12 @@ class Explainer:
     def _exact(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(output (rows, classes), base (rows, classes), contributions (rows, classes,
         features)) in /predict's class order; a regression has one 'class'."""
-        internal = self.predictor._learner.transform_features(frame)
-        rows, width = len(frame), len(self.features)
+        return self._exact_internal(self.predictor._learner.transform_features(frame))
+
+    def _exact_internal(self, internal: pd.DataFrame
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_exact` of rows the feature generator has already transformed."""
+        rows, width = len(internal), len(self.features)
         contributions: np.ndarray | None = None
         base: np.ndarray | None = None
         for weight, leaf in self._leaves:
@@ -298,12 +309,16 @@ class Explainer:
 
     # -- agnostic ---------------------------------------------------------------------------
 
-    def _model_output(self, frame: pd.DataFrame) -> np.ndarray:
+    def _model_output(self, frame: pd.DataFrame, transformed: bool = False) -> np.ndarray:
+        """The model's output (rows, classes): probabilities, or a regression's values;
+        `transformed`: the rows are the feature generator's output already."""
         if self.classification:
             proba = self.predictor.predict_proba(frame, model=self.model_name,
-                                                 as_multiclass=True)
+                                                 as_multiclass=True,
+                                                 transform_features=not transformed)
             return proba[self.class_labels].to_numpy(dtype=np.float64)
-        values = self.predictor.predict(frame, model=self.model_name)
+        values = self.predictor.predict(frame, model=self.model_name,
+                                        transform_features=not transformed)
         return np.asarray(values, dtype=np.float64)[:, None]
 
     def _agnostic(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

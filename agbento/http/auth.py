@@ -30,7 +30,7 @@ from agbento.http.routes import Permission
 
 logger = logging.getLogger("agbento.http.auth")
 
-# what a key may be granted: the route table's permissions
+# what a key may be granted: the route table's permissions, in its order
 PERMISSIONS = tuple(permission.value for permission in Permission)
 KEY_PREFIX = "agb"
 RELOAD_CHECK_S = 2.0

@@ -1,14 +1,16 @@
-"""What /predict and /predict_proba do with a request, over whichever version is served.
+"""What /predict, /predict_proba and /explain do with a request, over whichever version is
+served.
 
 `service.py` declares the endpoints (BentoML parses `data` and `on_error`); this answers
-them: one `ServedModel` taken per request, rows accepted and scored by it, the answer placed
-and rendered as JSON or as a table, any failure in our error shape. Every answer names the
-tag that scored it, in the body and in `X-Agbento-Model`.
+them: one `ServedModel` taken per request, rows accepted and scored (or explained) by it, the
+answer placed and rendered as JSON or as a table, any failure in our error shape. Every
+answer names the tag that answered, in the body and in `X-Agbento-Model`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -24,10 +26,30 @@ from agbento.core.wire import (
 )
 from agbento.http.guard import internal_error, report_internal_error
 from agbento.rows.columns import STATE_KEY, RequestTable
+from agbento.rows.explain_options import STATE_KEY as EXPLAIN_STATE_KEY
+from agbento.rows.explain_options import ExplainOptions
 from agbento.rows.schema import OnError
 from agbento.runtime.contract import AnswerShape, answer_media, render_table
 from agbento.runtime.feedback import FeedbackScorer
 from agbento.runtime.served import ServedModel
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the endpoints' work sees it."""
+
+    data: Any
+    on_error: OnError
+    request_id: str
+    # a large request comes decoded into columns by the intake (never one the cache
+    # answers: see PredictionIntake); `data` is then empty
+    table: RequestTable | None
+    total: int  # the request's rows
+    media: str | None  # the table format the answer is asked in; None: JSON
+
+
+# Answers a call with one version: the body's bytes (JSON, or `call.media`'s table).
+Work = Callable[[ServedModel, Call], Awaitable[bytes]]
 
 
 class PredictionEndpoints:
@@ -38,25 +60,49 @@ class PredictionEndpoints:
 
     async def respond(self, request: Request, data: Any, on_error: OnError,
                       shape: AnswerShape) -> Response:
+        """/predict and /predict_proba."""
+        async def predict(served: ServedModel, call: Call) -> bytes:
+            contract = served.contract
+            contract.require_shape(shape)
+            rows, scored = await served.accept_and_score(call.data, call.on_error,
+                                                         call.request_id, call.table)
+            placed = contract.place(rows, call.total, scored, call.on_error)
+            if call.media is None:
+                body = contract.render(placed, rows, call.request_id, shape)
+            else:
+                body = render_table(placed, call.total, contract.classes, call.media)
+            served.observer.observe(rows.rows, scored)
+            return body
+
+        return await self._answer(request, data, on_error, predict)
+
+    async def explain(self, request: Request, data: Any, on_error: OnError) -> Response:
+        """/explain: `top` and `class` come from the intake (the body or the query)."""
+        options: ExplainOptions = getattr(request.state, EXPLAIN_STATE_KEY, ExplainOptions())
+
+        async def explain(served: ServedModel, call: Call) -> bytes:
+            contract = served.contract
+            rows, explained = await served.accept_and_explain(
+                call.data, call.on_error, call.request_id, call.table, options)
+            placed = contract.place_explanations(rows, call.total, explained, call.on_error)
+            if call.media is None:
+                return contract.render_explanations(placed, rows, call.request_id, options.top)
+            return contract.render_explanation_table(placed, call.total, call.media,
+                                                     options.top)
+
+        return await self._answer(request, data, on_error, explain)
+
+    async def _answer(self, request: Request, data: Any, on_error: OnError,
+                      work: Work) -> Response:
         served = self.current()  # once: this request's version from here to its answer
         request_id = request_id_from(request.headers)
-        # a large request comes decoded into columns by the intake (never one the cache
-        # answers: see PredictionIntake); `data` is then empty
         table: RequestTable | None = getattr(request.state, STATE_KEY, None)
         total = table.total if table is not None else len(data) if isinstance(data, list) else 0
         request.state.rows = total
         request.state.model = served.tag
         media = answer_media(request.headers.get("accept"))
-        contract = served.contract
         try:
-            contract.require_shape(shape)
-            rows, scored = await served.accept_and_score(data, on_error, request_id, table)
-            placed = contract.place(rows, total, scored, on_error)
-            if media is None:
-                body = contract.render(placed, rows, request_id, shape)
-            else:
-                body = render_table(placed, total, contract.classes, media)
-            served.observer.observe(rows.rows, scored)
+            body = await work(served, Call(data, on_error, request_id, table, total, media))
         except ApiError as error:
             response = error_response(error, request_id)
         except Exception as exc:  # noqa: BLE001 - ours, not the client's: our shape, logged

@@ -8,7 +8,9 @@ JSON or wrong shape, 413 too large, 415 unsupported content type).
 `PredictionIntake` is the ASGI middleware that applies it before BentoML parses the body:
 BentoML's own parser then only ever sees canonical JSON, so every rejection has our error
 shape, and an oversized body is refused before it is read into memory. What a body decodes
-to is bounded too, before it is decoded (`agbento.rows.bounds`).
+to is bounded too, before it is decoded (`agbento.rows.bounds`). On /explain the row limit
+is AGBENTO_MAX_EXPLAIN_ROWS, and `top` and `class` (JSON body or query) are read and checked
+here and handed on in the request's state (`agbento.rows.explain_options`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agbento.core.errors import ApiError, ErrorCode
 from agbento.core.wire import ARROW_STREAM, PARQUET_TYPES, error_response, request_id_from
 from agbento.http.routes import route_for
-from agbento.rows.bounds import TableBounds, json_key_bytes
+from agbento.rows.bounds import RowLimit, TableBounds, json_key_bytes
 from agbento.rows.columns import (
     CSV_MISSING,
     STATE_KEY,
@@ -39,6 +41,9 @@ from agbento.rows.columns import (
     read_parquet,
     table_from_records,
 )
+from agbento.rows.explain_options import KEYS as EXPLAIN_KEYS
+from agbento.rows.explain_options import STATE_KEY as EXPLAIN_STATE_KEY
+from agbento.rows.explain_options import ExplainOptions
 from agbento.rows.schema import ON_ERROR_CHOICES, json_value
 
 JSON_TYPES = frozenset({"application/json", "text/json"})
@@ -52,9 +57,12 @@ class PredictionBody:
     """A request's rows: JSON records, or (files) a table decoded straight into columns."""
 
     def __init__(self, records: list[Any] | None = None, on_error: str = "fail",
-                 raw: bytes | None = None, table: RequestTable | None = None) -> None:
+                 raw: bytes | None = None, table: RequestTable | None = None,
+                 options: dict[str, Any] | None = None) -> None:
         self._records = records
         self.on_error = on_error
+        # the route's other top-level keys of a JSON body (/explain's `top`, `class`)
+        self.options = options or {}
         # The client's own bytes, when they can go on to BentoML unchanged (see `canonical`).
         self.raw = raw
         self.table = table
@@ -96,16 +104,19 @@ def media_type(content_type: str | None) -> str:
 
 
 def read_prediction_body(
-    content_type: str | None, raw: bytes, bounds: TableBounds, on_error: str | None = None
+    content_type: str | None, raw: bytes, bounds: TableBounds, on_error: str | None = None,
+    option_keys: frozenset[str] = frozenset(),
 ) -> PredictionBody:
-    """Any supported body -> canonical records; `on_error` comes from the query for files."""
+    """Any supported body -> canonical records; `on_error` comes from the query for files.
+    `option_keys`: top-level keys a JSON body may hold besides the rows (the route's)."""
     kind = media_type(content_type)
     if kind in JSON_TYPES or kind.endswith("+json"):
         document = parse_json(raw, bounds)
-        body = body_from_json(document, bounds)
+        body = body_from_json(document, bounds, option_keys)
         if on_error is not None:
             body.on_error = on_error
-        if canonical(document, raw) and body.on_error == document.get("on_error", "fail"):
+        if (canonical(document, raw) and not body.options
+                and body.on_error == document.get("on_error", "fail")):
             body.raw = raw
     elif kind in CSV_TYPES:
         columns = read_csv_columns(raw, bounds)
@@ -115,8 +126,10 @@ def read_prediction_body(
             table = RequestTable(columns, len(columns))
             body = PredictionBody(None, on_error or "fail", table=table)
     elif kind in PARQUET_TYPES or kind in ARROW_TYPES:
-        read = read_parquet if kind in PARQUET_TYPES else read_arrow_stream
-        columns = frame_of(read(raw, bounds))
+        parquet = kind in PARQUET_TYPES
+        read = read_parquet if parquet else read_arrow_stream
+        columns = frame_of(read(raw, bounds),
+                           ErrorCode.INVALID_PARQUET if parquet else ErrorCode.INVALID_ARROW)
         table = RequestTable(columns, len(columns))
         body = PredictionBody(None, on_error or "fail", table=table)
     else:
@@ -323,17 +336,19 @@ def canonical(document: Any, raw: bytes) -> bool:
     )
 
 
-def body_from_json(document: Any, bounds: TableBounds) -> PredictionBody:
+def body_from_json(document: Any, bounds: TableBounds,
+                   option_keys: frozenset[str] = frozenset()) -> PredictionBody:
     if not isinstance(document, dict):
         raise ApiError(
             ErrorCode.BAD_REQUEST, 'the body must be a JSON object such as {"data": [rows]}'
         )
-    unknown = sorted(set(document) - TOP_LEVEL_KEYS)
+    unknown = sorted(set(document) - TOP_LEVEL_KEYS - option_keys)
     if unknown:
+        optional = ", ".join(["on_error", *sorted(option_keys)])
         raise ApiError(
             ErrorCode.BAD_REQUEST,
             f"unknown top-level key(s) {', '.join(map(repr, unknown))}; expected one of "
-            f"{', '.join(ROW_KEYS)}, and optionally on_error",
+            f"{', '.join(ROW_KEYS)}, and optionally {optional}",
         )
     given = [key for key in ROW_KEYS if key in document]
     if len(given) != 1:
@@ -347,7 +362,8 @@ def body_from_json(document: Any, bounds: TableBounds) -> PredictionBody:
         records = document[given[0]]
         if not isinstance(records, list):
             raise ApiError(ErrorCode.BAD_REQUEST, f"`{given[0]}` must be a list of row objects")
-    return PredictionBody(records, on_error)
+    return PredictionBody(records, on_error,
+                          options={key: document[key] for key in option_keys if key in document})
 
 
 def records_from_split(split: Any, bounds: TableBounds) -> list[dict[str, Any]]:
@@ -469,6 +485,7 @@ class PredictionIntake:
         max_cells: int | None = None,
         feature_names: Iterable[str] = (),
         columnar_min_rows: int | None = None,
+        max_explain_rows: int | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -477,19 +494,32 @@ class PredictionIntake:
         self.bounds = TableBounds.for_service(
             max_rows, max_body_bytes, max_cells, list(feature_names)
         )
+        # /explain: the same bounds but its own row limit (AGBENTO_MAX_EXPLAIN_ROWS)
+        self.explain_bounds = self.bounds.with_rows(
+            RowLimit.for_explanations(max_rows, max_explain_rows or max_rows))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope["method"] != "POST"
-                or not route_for(scope["path"]).prediction):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        route = route_for(scope["path"])
+        if not route.prediction:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         request_id = request_id_from(headers)
+        # what the endpoint finds on the request's state besides BentoML's parse
+        state: dict[str, Any] = {}
         try:
             raw = await read_body(headers, receive, self.max_body_bytes)
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             on_error = query.get("on_error", [None])[-1]
-            parsed = read_prediction_body(headers.get("content-type"), raw, self.bounds, on_error)
+            bounds, keys = ((self.explain_bounds, EXPLAIN_KEYS) if route.explanation
+                            else (self.bounds, frozenset()))
+            parsed = read_prediction_body(headers.get("content-type"), raw, bounds, on_error,
+                                          keys)
+            if route.explanation:
+                state[EXPLAIN_STATE_KEY] = ExplainOptions.read(parsed.options, query)
             columnar = (self.columnar_min_rows is not None
                         and parsed.row_count >= self.columnar_min_rows)
             # columns skip BentoML's parse: it gets a stub body, the endpoint the table
@@ -499,7 +529,10 @@ class PredictionIntake:
             await error_response(error, request_id)(scope, receive, send)
             return
         if columnar:
-            scope = {**scope, "state": {**scope.get("state", {}), STATE_KEY: parsed.as_table()}}
+            state[STATE_KEY] = parsed.as_table()
+        # into the request's own state dict, which the layers outside hold too (the request
+        # log reads the rows the endpoint counts there: a copy left it 0 for columnar ones)
+        scope.setdefault("state", {}).update(state)
         kept = [
             (k, v) for k, v in scope["headers"]
             if k.lower() not in (b"content-type", b"content-length", b"x-request-id",

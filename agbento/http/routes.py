@@ -14,6 +14,9 @@ from enum import StrEnum
 
 class Permission(StrEnum):
     PREDICT = "predict"
+    # per-row contributions say more about the model than its predictions do (enough to
+    # copy it faster): a permission of its own, which a predict key does not carry
+    EXPLAIN = "explain"
     MODEL_INFO = "model_info"
     ADMIN = "admin"
     FEEDBACK = "feedback"
@@ -28,6 +31,9 @@ class Route:
     logged: bool = True
     # a prediction body: read within limits and made canonical before BentoML parses it
     prediction: bool = False
+    # an explanation: its body may also hold `top` and `class` (or its query), and its rows
+    # are bounded by AGBENTO_MAX_EXPLAIN_ROWS
+    explanation: bool = False
     # counted against AGBENTO_MAX_INFLIGHT (refused with 503 beyond it)
     guarded: bool = False
     # /metrics is open unless AGBENTO_METRICS_AUTH asks for the admin permission
@@ -44,6 +50,7 @@ class Route:
 
 
 PREDICTION = Route(Permission.PREDICT, prediction=True, guarded=True)
+EXPLANATION = Route(Permission.EXPLAIN, prediction=True, guarded=True, explanation=True)
 PROBE = Route(None, logged=False)
 DOCS = Route(None)
 
@@ -51,6 +58,7 @@ ROUTES: dict[str, Route] = {
     "/predict": PREDICTION,
     "/predict_proba": PREDICTION,
     "/feedback": Route(Permission.FEEDBACK, prediction=True, guarded=True),
+    "/explain": EXPLANATION,
     "/model/info": Route(Permission.MODEL_INFO),
     "/admin/cache/clear": Route(Permission.ADMIN),
     "/admin/model/reload": Route(Permission.ADMIN),
@@ -81,6 +89,7 @@ V2_MODEL_READY = Route(None, protocol=True, label="/v2/metadata")
 V2_INFER = Route(Permission.PREDICT, guarded=True, protocol=True, label="/v2/infer")
 V1_MODEL = Route(None, protocol=True, label="/v2/metadata")  # KServe V1's readiness
 V1_PREDICT = Route(Permission.PREDICT, guarded=True, protocol=True, label="/v1/predict")
+V1_EXPLAIN = Route(Permission.EXPLAIN, guarded=True, protocol=True, label="/v1/explain")
 
 
 def _protocol_route(path: str) -> Route | None:
@@ -95,7 +104,9 @@ def _protocol_route(path: str) -> Route | None:
     if path.startswith("/v2/"):  # the rest of the protocol (repository, ...): not served
         return V2_METADATA
     if path.startswith("/v1/models/"):
-        return V1_PREDICT if path.endswith(":predict") else V1_MODEL
+        if path.endswith(":predict"):
+            return V1_PREDICT
+        return V1_EXPLAIN if path.endswith(":explain") else V1_MODEL
     return None
 
 PREDICTION_PATHS: tuple[str, ...] = tuple(p for p, r in ROUTES.items() if r.prediction)

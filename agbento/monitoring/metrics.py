@@ -29,6 +29,12 @@ VALIDATION_FAILURES = Counter("agbento_validation_failures", "Requests refused w
                               ["reason"])
 INFERENCE_DURATION = Histogram("agbento_inference_duration_seconds",
                                "Model time per merged batch", buckets=LATENCY_BUCKETS)
+# Explanations cost 10-60 predictions of a row: a histogram of their own (seconds per merged
+# call of the explainer), so /predict's model time stays comparable across releases.
+EXPLAIN_DURATION = Histogram("agbento_explain_duration_seconds",
+                             "Explainer time per merged call",
+                             buckets=(*LATENCY_BUCKETS, 30, 60))
+EXPLAINED_ROWS = Counter("agbento_explained_rows", "Rows explained, by method", ["method"])
 BATCH_ROWS = Histogram("agbento_batch_rows", "Rows per merged model call",
                        buckets=SIZE_BUCKETS)
 BATCH_REQUESTS = Histogram("agbento_batch_requests", "Requests per merged model call",

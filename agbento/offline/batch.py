@@ -9,6 +9,9 @@ body answered by one table (the wire: `agbento.offline.scorers`), and writes a `
 column (and `proba_<class>` columns for classification) next to the id column, in input
 order, as CSV or Parquet by the output's extension. `--local MODEL_TAG` scores in-process
 instead: each chunk validated by column and the model's arrays written as they come.
+`--explain` (with `--top K`, `--class NAME`) writes explanations instead: /explain's table
+answer (`prediction`, `explained_class`, `base_value`, `method`, `contrib_<feature>`), in
+chunks of at most 1,000 rows (the service's default AGBENTO_MAX_EXPLAIN_ROWS).
 
 Nothing is lost and nothing is scored twice: each finished chunk is written atomically to
 `OUTPUT.parts/`, so an interrupted run resumes where it stopped; the output file appears
@@ -43,6 +46,7 @@ from agbento.offline.scorers import (
     BatchError,
     ChunkResult,
     LocalScorer,
+    Outputs,
     RemoteScorer,
     Stats,
     validate_chunk,
@@ -57,6 +61,9 @@ EXIT_OK, EXIT_FATAL, EXIT_REJECTED = 0, 1, 3
 # Rows per chunk unless --chunk-rows says: a request within the service's default limit
 # (AGBENTO_MAX_ROWS, 10,000), and in-process a size where the model's per-call cost is small.
 REMOTE_CHUNK_ROWS, LOCAL_CHUNK_ROWS = 10_000, 50_000
+# Explaining: the service's default AGBENTO_MAX_EXPLAIN_ROWS (in-process too: an explanation
+# costs 10-60 predictions, so a chunk of these already takes 0.1-5 s).
+EXPLAIN_CHUNK_ROWS = 1_000
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class BatchOptions:
     dry_run: bool = False
     quiet: bool = False
     label: str | None = None  # the true label's column: the run's metrics at the end
+    outputs: Outputs = Outputs()  # predictions, or explanations
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BatchOptions:
@@ -86,12 +94,15 @@ class BatchOptions:
             concurrency=args.concurrency, api_key=args.api_key, max_retries=args.max_retries,
             timeout_s=args.timeout, restart=args.restart, dry_run=args.dry_run,
             quiet=args.quiet, label=args.label,
+            outputs=Outputs(args.explain, args.top, args.explained_class),
         )
 
     @property
     def rows_per_chunk(self) -> int:
         if self.chunk_rows is not None:
             return self.chunk_rows
+        if self.outputs.explain:
+            return EXPLAIN_CHUNK_ROWS
         return LOCAL_CHUNK_ROWS if self.local else REMOTE_CHUNK_ROWS
 
 
@@ -178,7 +189,7 @@ def output_frame(chunk: pd.DataFrame, result: ChunkResult, first_row: int,
 
 
 def empty_output(chunk: pd.DataFrame, id_column: str | None,
-                 info: dict[str, Any]) -> pa.Table:
+                 info: dict[str, Any], outputs: Outputs | None = None) -> pa.Table:
     """The output of an input without rows: the columns a scored row would get, typed."""
     import pyarrow as pa
 
@@ -192,9 +203,12 @@ def empty_output(chunk: pd.DataFrame, id_column: str | None,
     if is_classification(info["problem_type"]):
         label_type = pa.array(classes).type if classes else pa.string()
         fields.append(pa.field("prediction", label_type))
-        fields += [pa.field(f"proba_{c}", pa.float64()) for c in classes]
     else:
         fields.append(pa.field("prediction", pa.float64()))
+    outputs = outputs or Outputs()
+    for name in outputs.names(info)[1:]:  # after `prediction`: text, or float64 numbers
+        text = name in ("explained_class", "method")
+        fields.append(pa.field(name, pa.string() if text else pa.float64()))
     return pa.schema(fields).empty_table()
 
 
@@ -310,6 +324,8 @@ def run_fingerprint(options: BatchOptions) -> str:
     stat = options.input.stat()
     facts = [str(options.input.resolve()), stat.st_size, stat.st_mtime_ns, options.rows_per_chunk,
              options.id_column, options.local or sorted(options.urls)]
+    if options.outputs.explain:  # another answer: another run (a prediction run's facts stay)
+        facts.append(["explain", options.outputs.top, options.outputs.explained_class])
     return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:16]
 
 
@@ -320,9 +336,9 @@ async def score_file(options: BatchOptions) -> int:
     from tqdm import tqdm
 
     stats = Stats()
-    scorer: Any = (LocalScorer(options.local) if options.local else
+    scorer: Any = (LocalScorer(options.local, options.outputs) if options.local else
                    RemoteScorer(list(options.urls), options.api_key, options.max_retries,
-                                options.timeout_s, stats))
+                                options.timeout_s, stats, outputs=options.outputs))
     async with scorer:
         info = await scorer.model_info()
         if options.dry_run:
@@ -382,7 +398,7 @@ async def score_file(options: BatchOptions) -> int:
             progress.close()
         rejected = parts.assemble(options.output, count,
                                   empty_output(empty if empty is not None else pd.DataFrame(),
-                                               options.id_column, info))
+                                               options.id_column, info, options.outputs))
     elapsed = time.monotonic() - ready
     summary = {
         "rows": first_row, "scored_now": stats.rows, "chunks_resumed": stats.chunks_resumed,
@@ -437,9 +453,22 @@ def parse_args(argv: list[str] | None = None, prog: str = "agbento batch") -> ar
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--label", help="the true label's column: not sent; the run's metrics "
                         "beside the holdout's are in the summary")
+    explain = parser.add_argument_group("explanations (POST /explain; a key with `explain`)")
+    explain.add_argument("--explain", action="store_true",
+                         help="write each row's explanation instead of its prediction: "
+                         "prediction, explained_class, base_value, method, contrib_<feature> "
+                         f"(chunks of {EXPLAIN_CHUNK_ROWS} rows unless --chunk-rows)")
+    explain.add_argument("--top", type=int, metavar="K",
+                         help="keep each row's K largest contributions (the rest: `others`)")
+    explain.add_argument("--class", dest="explained_class", metavar="NAME",
+                         help="explain this class for every row (default: the predicted one)")
     args = parser.parse_args(argv)
     if (args.chunk_rows is not None and args.chunk_rows < 1) or args.concurrency < 1:
         parser.error("--chunk-rows and --concurrency must be positive")
+    if not args.explain and (args.top is not None or args.explained_class is not None):
+        parser.error("--top and --class go with --explain")
+    if args.top is not None and args.top < 1:
+        parser.error("--top must be at least 1")
     return args
 
 

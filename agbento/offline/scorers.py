@@ -3,7 +3,10 @@
 Both scorers take a chunk as a DataFrame and give back a `ChunkResult`: the output
 columns (`prediction`, then `proba_<class>` for a classifier) one row per chunk row, the
 refused rows as a small table, and the model that answered. No per-row objects on the way,
-except for the refused rows themselves.
+except for the refused rows themselves. With `Outputs(explain=True)` they explain instead:
+the chunk goes to `POST /explain` (in-process: the same `ExplanationRunner` the service
+uses) and the columns are /explain's table answer's (`prediction`, `explained_class`,
+`base_value`, `method`, `contrib_<feature>`, with `top` also `others`).
 
 The wire format (`RemoteScorer`): a chunk goes to `POST /predict?on_error=skip` as one
 Arrow IPC stream or Parquet body (Content-Type `application/vnd.apache.arrow.stream` or
@@ -31,6 +34,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,7 +42,7 @@ import pandas as pd
 
 from agbento.core.wire import ARROW_STREAM, PARQUET, PARQUET_TYPES
 from agbento.rows.columns import encode_table
-from agbento.rows.schema import json_value, nulls_as_none
+from agbento.rows.schema import is_classification, json_value, nulls_as_none
 
 if TYPE_CHECKING:
     import httpx
@@ -52,6 +56,38 @@ MODEL_HEADER = "x-agbento-model"
 # 500 included: a server shutting down can fail requests in flight.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REJECT_COLUMNS = ["row", "id", "field", "problem"]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a run writes beside the ids: predictions, or explanations (`top`: each row's k
+    largest contributions; `explained_class`: the class explained for every row)."""
+
+    explain: bool = False
+    top: int | None = None
+    explained_class: str | None = None
+
+    @property
+    def path(self) -> str:
+        return "/explain" if self.explain else "/predict"
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"on_error": "skip"}
+        if self.top is not None:
+            params["top"] = self.top
+        if self.explained_class is not None:
+            params["class"] = self.explained_class
+        return params
+
+    def names(self, info: dict[str, Any]) -> list[str]:
+        """The answer's columns for the model `info` (/model/info) describes."""
+        classes = [str(c) for c in info.get("classes") or []]
+        if not self.explain:
+            return output_names(classes)
+        from agbento.runtime.explaining import explanation_names
+
+        features = [f["name"] for f in info["schema"]["features"]]
+        return explanation_names(features, is_classification(info["problem_type"]), self.top)
 
 
 class BatchError(Exception):
@@ -152,13 +188,16 @@ def answer_model(headers: httpx.Headers) -> str:
 
 
 def read_answer(response: httpx.Response, rows: int, classes: list[str] | None,
-                model: str | None = None) -> ChunkResult:
-    """A 200 answer (a table, or JSON from a service that ignores Accept) as columns. An
-    answer from another model than `model` is refused before its columns are looked at."""
+                model: str | None = None, names: list[str] | None = None) -> ChunkResult:
+    """A 200 answer (a table, or JSON from a service that ignores Accept) as columns
+    (`names`, by default a prediction's). An answer from another model than `model` is
+    refused before its columns are looked at."""
     kind = (response.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if kind not in TABLE_TYPES:
         answer = response.json()
         check_model(str(answer["model"]["tag"]), model)
+        if names is not None and "explanations" in answer:  # /explain answers a table
+            raise BatchError("the service answered /explain with JSON, not the table asked")
         return read_json_answer(answer, rows, classes)
     import pyarrow as pa
 
@@ -171,7 +210,7 @@ def read_answer(response: httpx.Response, rows: int, classes: list[str] | None,
         import pyarrow.parquet as pq
 
         table = pq.read_table(io.BytesIO(response.content))
-    names = output_names(classes)
+    names = names if names is not None else output_names(classes)
     missing = [n for n in [*names, "error"] if n not in table.column_names]
     if missing or table.num_rows != rows:
         raise BatchError(f"the service's table answer has {table.num_rows} rows for {rows} "
@@ -244,12 +283,15 @@ class RemoteScorer:
     Retry-After header wins (`_request`)."""
 
     def __init__(self, urls: list[str], api_key: str | None, max_retries: int,
-                 timeout_s: float, stats: Stats, body_type: str = ARROW_STREAM) -> None:
+                 timeout_s: float, stats: Stats, body_type: str = ARROW_STREAM,
+                 outputs: Outputs | None = None) -> None:
         self.urls, self.api_key, self.max_retries = urls, api_key, max_retries
         self.timeout_s, self.stats = timeout_s, stats
         self.body_type = body_type
+        self.outputs = outputs or Outputs()
         self.clients: list[Any] = []
         self.classes: list[str] | None = None
+        self.names: list[str] | None = None  # the answer's columns
         self.model_tag: str | None = None  # the model this run scores with
         self._next = 0
 
@@ -269,6 +311,7 @@ class RemoteScorer:
                              f"{response.text[:300]}")
         info = response.json()
         self.classes = [str(c) for c in info.get("classes") or []]
+        self.names = self.outputs.names(info)
         self.model_tag = str(info["tag"])
         return info
 
@@ -276,10 +319,10 @@ class RemoteScorer:
         client = self.clients[self._next % len(self.clients)]
         self._next += 1
         table = await asyncio.to_thread(chunk_table, chunk)
-        response = await self._predict(client, table)
+        response = await self._post(client, table)
         # decoding holds the GIL little: a thread lets the next chunk's bytes go out
         return await asyncio.to_thread(read_answer, response, len(chunk), self.classes,
-                                       self.model_tag)
+                                       self.model_tag, self.names)
 
     async def _connect(self, url: str) -> Any:
         """A connected client; the server may be starting, so connection errors are retried."""
@@ -296,14 +339,15 @@ class RemoteScorer:
             await self._pause(attempt, url, problem, backoff_s(attempt))
         raise AssertionError("unreachable")
 
-    async def _predict(self, client: Any, table: pa.Table) -> httpx.Response:
-        """POST /predict until it answers 200; a status not worth retrying is a BatchError."""
+    async def _post(self, client: Any, table: pa.Table) -> httpx.Response:
+        """POST /predict (or /explain) until it answers 200; a status not worth retrying is
+        a BatchError."""
         body_type = self.body_type
         body = await asyncio.to_thread(encode_table, table, body_type,
                                        BODY_PARQUET_COMPRESSION)
         while True:
             response = await self._request(
-                client, "POST", "/predict", content=body, params={"on_error": "skip"},
+                client, "POST", self.outputs.path, content=body, params=self.outputs.params(),
                 headers={"content-type": body_type, "accept": ARROW_STREAM})
             status = response.status_code
             if status == 200:
@@ -370,9 +414,10 @@ def validate_chunk(schema: FeatureSchema, chunk: pd.DataFrame) -> _Validated:
 
 class LocalScorer:
     """The same contract in-process, without a server: the chunk is validated by column and
-    the model's arrays become the output columns."""
+    the model's arrays become the output columns (explanations: the service's own
+    `ExplanationRunner`, called on this thread)."""
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, outputs: Outputs | None = None) -> None:
         import bentoml
 
         from agbento.models.stages import StageError, resolve_tag
@@ -387,6 +432,11 @@ class LocalScorer:
         self.card = card
         self.runtime = TabularRuntime.load(card)
         self.classes = [str(c) for c in card.info().get("classes") or []]
+        self.outputs = outputs or Outputs()
+        wanted = self.outputs.explained_class
+        if wanted is not None and wanted not in self.classes:
+            raise BatchError(f"--class {wanted!r} is not one of the model's classes "
+                             f"({', '.join(self.classes) or 'a regression has none'})")
         # the predictor is called from one thread at a time; validation and writing overlap
         self._model_lock = threading.Lock()
 
@@ -404,6 +454,8 @@ class LocalScorer:
 
     def score_now(self, chunk: pd.DataFrame) -> ChunkResult:
         validated = validate_chunk(self.card.schema, chunk)
+        if self.outputs.explain:
+            return self._explain_now(validated, len(chunk))
         with self._model_lock:
             labels, proba, failed = self._predict(validated.frame)
         accepted, rejects = validated.indices, validated.rejects
@@ -416,6 +468,50 @@ class LocalScorer:
                 ignore_index=True).sort_values("row", kind="stable")
         return ChunkResult(self._place(labels, proba, accepted, len(chunk)),
                            rejects.reset_index(drop=True), self.card.tag)
+
+    def _explain_now(self, validated: _Validated, rows: int) -> ChunkResult:
+        """The accepted rows explained (rows the model cannot explain are rejects, in the
+        service's words), each at its chunk row; the columns /explain's table answer has."""
+        from agbento.core.errors import ApiError
+        from agbento.runtime.explaining import (
+            ExplainedRows,
+            ExplainRequest,
+            empty_table,
+            explanation_columns,
+        )
+
+        features = self.card.schema.names
+        if len(validated.frame):
+            request = ExplainRequest(validated.frame, self.outputs.explained_class)
+            with self._model_lock:
+                (explained,) = self._explanations.explain_requests([request])
+            try:
+                explained.unless_model_broken()
+            except ApiError as exc:
+                raise BatchError(exc.message) from None
+        else:
+            explained = ExplainedRows(empty_table(features, self.card.is_classification))
+        rejects = validated.rejects
+        if explained.failed:
+            rows_failed = validated.indices[[f["row"] for f in explained.failed]]
+            rejects = pd.concat([rejects, rejects_of(
+                rows_failed.tolist(), [None] * len(rows_failed),
+                [f["problem"] for f in explained.failed])],
+                ignore_index=True).sort_values("row", kind="stable")
+        placed = explained.placed(validated.indices.tolist(), rows).table
+        import pyarrow as pa
+
+        columns = pa.table(explanation_columns(placed, features, self.outputs.top))
+        # to pandas as the service's table answer is read (`read_answer`)
+        return ChunkResult(columns.to_pandas(), rejects.reset_index(drop=True), self.card.tag)
+
+    @cached_property
+    def _explanations(self) -> Any:
+        """The service's explanation runner (built on the first explained chunk); its own
+        thread is not used: chunks are explained on the caller's thread."""
+        from agbento.runtime.explaining import ExplanationRunner
+
+        return ExplanationRunner(self.runtime, max_batch_rows=1)
 
     def _predict(self, frame: pd.DataFrame
                  ) -> tuple[pd.Series, pd.DataFrame | None, list[tuple[int, str]]]:

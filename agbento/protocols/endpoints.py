@@ -38,10 +38,12 @@ from agbento.protocols.v2 import (
     decode_request,
     decode_v1_request,
     encode_response,
+    encode_v1_explanations,
     encode_v1_response,
     error_message,
     server_metadata,
 )
+from agbento.runtime.explaining import explanation_records
 from agbento.runtime.served import ServedModel
 
 # Longest error body we rewrite (ours are a few KB at most: details are capped).
@@ -127,6 +129,27 @@ async def _v1_predict(request: Request, request_id: str) -> Response:
     return response
 
 
+async def v1_explain(request: Request) -> Response:
+    return await _answer(request, _v1_explain)
+
+
+async def _v1_explain(request: Request, request_id: str) -> Response:
+    """KServe V1's `:explain`: `{"instances": [...]}` -> `{"explanations": [...]}`, each
+    /explain's row object (the predicted class explained, every feature)."""
+    served = _served(request)
+    protocol = _target(request, served)
+    body = await read_body(request.headers, request.receive, get_settings().max_body_bytes,
+                           decompress=True)
+    limit = served.contract.explain_limit
+    records = decode_v1_request(body, protocol, limit.rows, limit.variable)
+    request.state.rows = len(records)
+    explained = await served.explain_rows(records, request_id)
+    answer = explanation_records(explained.table, served.card.schema.names)
+    response = json_response(encode_v1_explanations(answer), 200, request_id)
+    response.headers[MODEL_HEADER] = served.tag
+    return response
+
+
 async def v1_model(request: Request) -> Response:
     return await _answer(request, _ready)
 
@@ -182,6 +205,7 @@ def protocol_routes() -> list[Route]:
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
         # before /v1/models/{name}, whose {name} would also match "x:predict"
         Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
+        Route("/v1/models/{name}:explain", v1_explain, methods=["POST"]),
         Route("/v1/models/{name}", v1_model),
     ]
 

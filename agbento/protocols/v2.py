@@ -32,7 +32,7 @@ from agbento import __version__
 from agbento.core.errors import ApiError, ErrorCode
 from agbento.http.intake import parse_json
 from agbento.models.store import ModelCard
-from agbento.rows.bounds import TableBounds, check_row_count
+from agbento.rows.bounds import MAX_ROWS_VARIABLE, TableBounds, check_row_count
 from agbento.rows.schema import Feature, FeatureSchema, is_classification
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -501,8 +501,10 @@ def _pack(values: list[Any], datatype: str) -> bytes:
 
 # -- KServe V1 ------------------------------------------------------------------------------
 
-def decode_v1_request(body: bytes, model: ProtocolModel, max_rows: int) -> list[Any]:
-    """`{"instances": [...]}`: row objects, or value lists in feature order."""
+def decode_v1_request(body: bytes, model: ProtocolModel, max_rows: int,
+                      rows_variable: str = MAX_ROWS_VARIABLE) -> list[Any]:
+    """`{"instances": [...]}`: row objects, or value lists in feature order; at most
+    `max_rows` of them (`rows_variable` sets it: `:predict`'s, or `:explain`'s)."""
     bounds = _bounds(model, max_rows, body)
     document = parse_json(body, bounds)
     if not isinstance(document, dict) or not isinstance(document.get("instances"), list):
@@ -512,7 +514,7 @@ def decode_v1_request(body: bytes, model: ProtocolModel, max_rows: int) -> list[
     if not instances:
         raise ApiError(ErrorCode.EMPTY_DATA, "`instances` has no rows")
     if len(instances) > max_rows:
-        check_row_count(len(instances), max_rows)
+        check_row_count(len(instances), max_rows, rows_variable)
     for i, row in enumerate(instances):  # the fields-per-row bound of /predict's rows
         if isinstance(row, (dict, list)):
             bounds.check_field_count(len(row), f"instance {i}")
@@ -531,6 +533,13 @@ def decode_v1_request(body: bytes, model: ProtocolModel, max_rows: int) -> list[
 
 def encode_v1_response(predictions: list[Any]) -> bytes:
     return json.dumps({"predictions": predictions}, separators=(",", ":")).encode()
+
+
+def encode_v1_explanations(explanations: list[dict[str, Any] | None]) -> bytes:
+    """KServe V1's explain answer: `{"explanations": [...]}`, /explain's per-row objects."""
+    import orjson
+
+    return orjson.dumps({"explanations": explanations})
 
 
 # -- errors ---------------------------------------------------------------------------------

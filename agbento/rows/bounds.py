@@ -15,7 +15,7 @@ plus the model's own batch cost.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agbento.core.errors import ApiError, ErrorCode
 
@@ -35,16 +35,39 @@ BYTES_PER_CELL = 128
 DECODED_BYTES_PER_BODY_BYTE = 2
 
 
-def check_row_count(count: int, limit: int) -> None:
-    """The one check of a request's row count, for every way rows arrive."""
+MAX_ROWS_VARIABLE = "AGBENTO_MAX_ROWS"
+MAX_EXPLAIN_ROWS_VARIABLE = "AGBENTO_MAX_EXPLAIN_ROWS"
+
+
+def check_row_count(count: int, limit: int, variable: str = MAX_ROWS_VARIABLE) -> None:
+    """The one check of a request's row count, for every way rows arrive; the answer
+    names the variable that sets `limit`."""
     if count == 0:
         raise ApiError(ErrorCode.EMPTY_DATA, "the request has no rows")
     if count > limit:
         raise ApiError(
             ErrorCode.TOO_MANY_ROWS,
-            f"{count} rows exceed the limit of {limit} per request (AGBENTO_MAX_ROWS); "
+            f"{count} rows exceed the limit of {limit} per request ({variable}); "
             "split the request or use the batch client",
         )
+
+
+@dataclass(frozen=True)
+class RowLimit:
+    """Rows one request may hold, and the variable that says so (named in the 413)."""
+
+    rows: int
+    variable: str = MAX_ROWS_VARIABLE
+
+    def check(self, count: int) -> None:
+        check_row_count(count, self.rows, self.variable)
+
+    @classmethod
+    def for_explanations(cls, max_rows: int, max_explain_rows: int) -> RowLimit:
+        """/explain's limit: AGBENTO_MAX_EXPLAIN_ROWS, never above AGBENTO_MAX_ROWS."""
+        if max_explain_rows <= max_rows:
+            return cls(max_explain_rows, MAX_EXPLAIN_ROWS_VARIABLE)
+        return cls(max_rows, MAX_ROWS_VARIABLE)
 
 
 def _preview(name: str, limit: int = 40) -> str:
@@ -62,6 +85,7 @@ class TableBounds:
     max_name_chars: int = MAX_FIELD_NAME_CHARS
     max_number_chars: int = MAX_NUMBER_CHARS
     max_line_chars: int = MAX_CSV_LINE_CHARS
+    rows_variable: str = MAX_ROWS_VARIABLE  # named when `max_rows` refuses a request
 
     @classmethod
     def for_service(
@@ -81,8 +105,12 @@ class TableBounds:
             max_name_chars=max(MAX_FIELD_NAME_CHARS, longest),
         )
 
+    def with_rows(self, limit: RowLimit) -> TableBounds:
+        """These bounds with another row limit (/explain's), the rest unchanged."""
+        return replace(self, max_rows=limit.rows, rows_variable=limit.variable)
+
     def check_rows(self, rows: int) -> None:
-        check_row_count(rows, self.max_rows)
+        check_row_count(rows, self.max_rows, self.rows_variable)
 
     def check_cells(self, cells: int, what: str = "values") -> None:
         if cells > self.max_cells:

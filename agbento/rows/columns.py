@@ -168,9 +168,18 @@ def series_of(column: Any) -> pd.Series:
     return pd.Series(cells, dtype=object)
 
 
-def frame_of(table: Any) -> pd.DataFrame:
-    return pd.DataFrame({name: series_of(table.column(i)) for i, name in
-                         enumerate(table.column_names)}, index=pd.RangeIndex(table.num_rows))
+def frame_of(table: Any, code: ErrorCode = ErrorCode.BAD_REQUEST) -> pd.DataFrame:
+    """A file's table as pandas columns; a column pyarrow cannot convert (a string column
+    holding bytes that are not UTF-8: neither Parquet nor Arrow checks them on read) is an
+    ApiError with `code`, naming it."""
+    columns = {}
+    for i, name in enumerate(table.column_names):
+        try:
+            columns[name] = series_of(table.column(i))
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad data
+            raise ApiError(code, f"column {_short(str(name))} cannot be read: "
+                           f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
 
 
 def _short(name: str) -> str:

@@ -77,6 +77,37 @@ class FeedbackResponse(BaseModel):
     request_id: str
 
 
+class Explanation(BaseModel):
+    """One row's explanation: base_value + sum(contributions) (+ others) is the model's
+    output for the explained class (its probability) or, for a regression, the value."""
+
+    prediction: Any = Field(description="the model's prediction, as /predict answers it")
+    explained_class: str | None = Field(
+        None, description="classifiers: the class whose probability is explained (the "
+        "predicted one unless the request names one); absent for a regression")
+    base_value: float = Field(description="the output before any feature is known")
+    contributions: dict[str, float] = Field(
+        description="raw feature -> its contribution; with `top`, the k largest by "
+        "magnitude, largest first")
+    others: float | None = Field(
+        None, description="with `top` only: the sum of the contributions left out")
+    method: str = Field(description="tree_shap, tree_shap_margin_rescaled or "
+                        "permutation_shap (README: Explanations)")
+
+
+class ExplanationResponse(BaseModel):
+    """Row i of `explanations` explains row i of the request."""
+
+    explanations: list[Explanation | None] = Field(
+        description="null for a row listed in `errors` (skip mode)")
+    model: ModelReference
+    timestamp: str = Field(description="ISO-8601, UTC")
+    request_id: str
+    ignored_fields: list[str] = Field(default_factory=list)
+    errors: list[RowError] = Field(default_factory=list)
+    input_drift: InputDrift = Field(default_factory=InputDrift)
+
+
 def request_rows_type(row_json_schema: dict[str, Any], examples: list[dict[str, Any]]) -> Any:
     """The `data` parameter as /docs.json shows it: this model's rows, with real examples.
 

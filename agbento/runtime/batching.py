@@ -38,15 +38,14 @@ class InProcessBatcher(Generic[Group, Answer]):
     """
 
     def __init__(self, score_groups: Callable[[list[Group]], Sequence[Answer]],
-                 max_rows: int) -> None:
+                 max_rows: int, thread_name: str = "agbento-model") -> None:
         self.score_groups = score_groups
         self.max_rows = max_rows
         self._queue: deque[_Waiting[Group, Answer]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
         # one thread: model calls never overlap, and the event loop stays free meanwhile
-        self._model_thread = ThreadPoolExecutor(max_workers=1,
-                                                thread_name_prefix="agbento-model")
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
 
     async def score(self, group: Group) -> Answer:
         """One request's validated rows -> its answer, scored together with its neighbours."""

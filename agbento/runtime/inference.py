@@ -402,6 +402,11 @@ class TabularRuntime:
         frames = [g if isinstance(g, pd.DataFrame) else self.schema.to_frame(g) for g in groups]
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
+    def model_input(self, groups: list[Group]) -> pd.DataFrame:
+        """Merged groups as one frame of model input (`FeatureSchema.to_frame`'s)."""
+        merged = self._merged(groups)
+        return merged if isinstance(merged, pd.DataFrame) else self.schema.to_frame(merged)
+
     def _score_groups(self, groups: list[Group]) -> list[ScoredRequest]:
         if not groups:
             return []
@@ -414,7 +419,7 @@ class TabularRuntime:
                 middle = len(groups) // 2
                 return self._score_groups(groups[:middle]) + self._score_groups(groups[middle:])
             answer = self._score_rows_one_by_one(groups[0])
-            if len(answer.failed) == len(groups[0]) and self._model_is_broken():
+            if len(answer.failed) == len(groups[0]) and self.model_is_broken():
                 return [ScoredRequest.broken(self.fault or "unknown")]
             return [answer]
         if len(groups) == 1:
@@ -460,7 +465,7 @@ class TabularRuntime:
             failed,
         )
 
-    def _model_is_broken(self) -> bool:
+    def model_is_broken(self) -> bool:
         """Every row of a request failed: does the model still score its warm-up rows?"""
         try:
             self._predict(self.examples)

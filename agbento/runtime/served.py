@@ -2,9 +2,10 @@
 
 A `ServedModel` bundles what belongs to one version and must never mix with another's:
 the card, the contract that validates against its schema, the scorer that reaches its
-predictor, the cache keyed by its tag and the observer of its answers. An endpoint takes
-the current `ServedModel` once per request and uses only it, so a request validated
-against one version is scored by that version, whatever is swapped in meanwhile.
+predictor (and its explainer), the cache keyed by its tag and the observer of its answers.
+An endpoint takes the current `ServedModel` once per request and uses only it, so a request
+validated against one version is scored (or explained) by that version, whatever is
+swapped in meanwhile.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from agbento.monitoring.drift import DriftCounter
 from agbento.monitoring.metrics import PredictionObserver, observe_inputs
 from agbento.monitoring.prediction_log import PredictionSampler
 from agbento.monitoring.quality import FeedbackCounter
+from agbento.rows.bounds import RowLimit
 from agbento.rows.columns import RequestTable
+from agbento.rows.explain_options import ExplainOptions
 from agbento.rows.schema import OnError, ValidatedRows, ValidatedTable
 from agbento.runtime.cache import CacheBackend, CacheConfig, PredictionCache
 from agbento.runtime.contract import PredictionContract
+from agbento.runtime.explaining import ExplainedRows, ExplainRequest
 from agbento.runtime.inference import ScoredRequest, log_rejected_rows
 from agbento.runtime.scoring import CachedScorer, ModelScorer
 from agbento.runtime.shadow import ShadowScorer
@@ -59,7 +63,8 @@ class ServedModel:
         cache = PredictionCache(cache_backend, card.tag, cache_config)
         return cls(
             card=card,
-            contract=PredictionContract(card, settings.max_rows, settings.extra_fields),
+            contract=PredictionContract(card, settings.max_rows, settings.extra_fields,
+                                        settings.max_explain_rows),
             scorer=scorer,
             scoring=CachedScorer(scorer.score, cache, card.is_classification,
                                  settings.cache_max_rows),
@@ -81,14 +86,10 @@ class ServedModel:
         self, data: Any, on_error: OnError, request_id: str, table: RequestTable | None = None
     ) -> tuple[Accepted, ScoredRequest | None]:
         """Validate against this version's schema, then score with this version's model."""
-        if table is not None:
-            rows: Accepted = self.contract.accept_table(table, on_error)
-        else:
-            rows = self.contract.accept(data, on_error)
-        observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
+        rows = self._accept(data, on_error, table, self.contract.row_limit)
         scored = await self.score_accepted(rows)
         log_rejected_rows(scored, rows.indices, request_id)
-        group = rows.frame if isinstance(rows, ValidatedTable) else rows.rows
+        group = _group(rows)
         if self.drift is not None:
             self._count_drift(group)
         if self.shadow is not None:
@@ -108,10 +109,40 @@ class ServedModel:
         """Accepted rows scored from the cache or by this version's model."""
         self.active += 1
         try:
-            return await self.scoring.score(
-                rows.frame if isinstance(rows, ValidatedTable) else rows.rows)
+            return await self.scoring.score(_group(rows))
         finally:
             self.active -= 1
+
+    async def accept_and_explain(
+        self, data: Any, on_error: OnError, request_id: str, table: RequestTable | None = None,
+        options: ExplainOptions | None = None,
+    ) -> tuple[Accepted, ExplainedRows | None]:
+        """Validate against this version's schema (at most AGBENTO_MAX_EXPLAIN_ROWS rows),
+        then explain with this version's model; never through the cache (an explanation
+        is not a prediction, and costs too much to keep per row)."""
+        options = options or ExplainOptions()
+        self.contract.require_class(options.explained_class)
+        rows = self._accept(data, on_error, table, self.contract.explain_limit)
+        group = _group(rows)
+        if not len(group):  # every row refused (skip mode): nothing to explain
+            return rows, None
+        self.active += 1
+        try:
+            explained = await self.scorer.explain(
+                ExplainRequest(group, options.explained_class))
+        finally:
+            self.active -= 1
+        log_rejected_rows(explained, rows.indices, request_id)
+        return rows, explained
+
+    def _accept(self, data: Any, on_error: OnError, table: RequestTable | None,
+                limit: RowLimit) -> Accepted:
+        if table is not None:
+            rows: Accepted = self.contract.accept_table(table, on_error, limit)
+        else:
+            rows = self.contract.accept(data, on_error, limit)
+        observe_inputs(rows.missing, rows.unseen_categories, rows.out_of_range)
+        return rows
 
     async def score_rows(self, data: list[Any], request_id: str) -> ScoredRequest:
         """/predict's path for the other protocols' codecs (V2, KServe V1): validated,
@@ -123,8 +154,22 @@ class ServedModel:
         self.observer.observe(rows.rows, scored)
         return scored
 
+    async def explain_rows(self, data: list[Any], request_id: str) -> ExplainedRows:
+        """/explain's path for KServe V1's codec: validated, explained; any bad row (or one
+        the model cannot explain) is an ApiError."""
+        rows, explained = await self.accept_and_explain(data, "fail", request_id)
+        self.contract.model_failures(rows, explained)
+        if explained is None:  # cannot happen: "fail" refuses a request without good rows
+            raise ApiError(ErrorCode.EMPTY_DATA, "the request has no rows")
+        return explained
+
     async def is_ready(self) -> bool:
         return await self.scorer.is_ready()
 
     async def close(self) -> None:
         await self.scorer.close()
+
+
+def _group(rows: Accepted) -> Any:
+    """The accepted rows as the model takes them: a typed frame, or value lists."""
+    return rows.frame if isinstance(rows, ValidatedTable) else rows.rows

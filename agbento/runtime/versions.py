@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
+from agbento.runtime.explaining import ExplainedRows, ExplainRequest, ExplanationRunner
 from agbento.runtime.inference import ScoredRequest, TabularRuntime, decode_for, decode_group
 
 # The current version and the one before it (a request validated against it may still come).
@@ -21,11 +23,14 @@ KEPT_VERSIONS = 2
 
 
 class RuntimeVersions:
-    def __init__(self, first: TabularRuntime,
-                 load: Callable[[str], TabularRuntime]) -> None:
+    def __init__(self, first: TabularRuntime, load: Callable[[str], TabularRuntime],
+                 max_explain_rows: int) -> None:
         self.current = first
         self.load = load  # tag -> a loaded, warmed-up runtime (blocking)
+        self.max_explain_rows = max_explain_rows
         self._held: OrderedDict[str, TabularRuntime] = OrderedDict({first.card.tag: first})
+        self._explaining: dict[str, ExplanationRunner] = {}
+        self._closing: set[asyncio.Task[Any]] = set()
         self._loading = asyncio.Lock()
 
     def tag(self) -> str:
@@ -59,6 +64,26 @@ class RuntimeVersions:
         while len(self._held) > KEPT_VERSIONS:
             oldest = next(tag for tag in self._held if tag != self.current.card.tag)
             del self._held[oldest]
+            runner = self._explaining.pop(oldest, None)
+            if runner is not None:  # its thread and batcher go with the version
+                task = asyncio.get_running_loop().create_task(runner.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def explain(self, encoded: str, explained_class: str | None) -> ExplainedRows:
+        """One request's rows (`encode_for`: its version and rows) -> their explanations,
+        by that version's runner (made on the first explanation it is asked for)."""
+        tag, body = decode_for(encoded)
+        runtime = await self.ensure(tag or self.tag())
+        runner = self._explaining.get(runtime.card.tag)
+        if runner is None:
+            runner = self._explaining[runtime.card.tag] = ExplanationRunner(
+                runtime, self.max_explain_rows)
+        return await runner.explain(ExplainRequest(decode_group(body), explained_class))
+
+    async def close(self) -> None:
+        for runner in self._explaining.values():
+            await runner.close()
 
     async def score_requests(self, requests: list[str]) -> list[ScoredRequest]:
         """A merged batch whose requests may name different versions: one model call per

@@ -36,10 +36,10 @@ def _patch_intake(module: ModuleType) -> None:
 def _patch_contract(module: ModuleType) -> None:
     original = module.PredictionContract.accept
 
-    def accept(self: Any, data: Any, on_error: str = "fail") -> Any:
+    def accept(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(data, list) and any(isinstance(r, dict) and "chaos" in r for r in data):
             raise RuntimeError(f"injected fault in PredictionContract.accept ({SECRET})")
-        return original(self, data, on_error)
+        return original(self, data, *args, **kwargs)  # whatever else accept takes
 
     module.PredictionContract.accept = accept
 
