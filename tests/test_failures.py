@@ -93,8 +93,8 @@ class InProcess:
 
         service = bentoml.get_current_service()
         if get_settings().topology == "split":  # the dependency, in-process here
-            return service.model_service.runtime
-        return service.model_scorer.runtime  # fused: this worker's own
+            return service.model_service.versions.current
+        return service.served.scorer.runtime  # fused: this worker's own
 
 
 @pytest.fixture(scope="module")
@@ -153,11 +153,12 @@ FAULTS: dict[str, Callable[[pytest.MonkeyPatch, ModuleType], None]] = {
     "contract place": lambda mp, svc: mp.setattr(PredictionContract, "place", raising),
     "contract render": lambda mp, svc: mp.setattr(PredictionContract, "render", raising),
     "cache": lambda mp, svc: mp.setattr(PredictionCache, "lookup", araising),
-    "metrics": lambda mp, svc: mp.setattr(svc, "observe_inputs", raising),
+    "metrics": lambda mp, svc: mp.setattr("agbento.runtime.served.observe_inputs", raising),
     "prediction log": lambda mp, svc: mp.setattr(PredictionSampler, "maybe_log", raising),
     "model call": lambda mp, svc: mp.setattr(TabularRuntime, "score_groups", raising),
     # before our handler's try: BentoML's own handler answers its bare 500
-    "bentoml app": lambda mp, svc: mp.setattr(svc, "request_id_from", raising),
+    "bentoml app": lambda mp, svc: mp.setattr("agbento.http.endpoints.request_id_from",
+                                              raising),
 }
 
 
