@@ -32,7 +32,7 @@ from starlette.routing import Route
 from agbento.core.wire import json_response, request_id_from
 from agbento.http.access import AccessGate
 from agbento.http.balance import ConnectionAge
-from agbento.http.docs import CurrentSchemaDocs, RowsDoc
+from agbento.http.docs import CurrentSchemaDocs, RowsDoc, labelled_examples, rows_doc
 from agbento.http.endpoints import PredictionEndpoints
 from agbento.http.guard import ErrorGuard
 from agbento.http.intake import PredictionIntake
@@ -46,6 +46,7 @@ from agbento.ops.shutdown import bound_after_sigterm
 from agbento.ops.supervision import watch_supervision
 from agbento.protocols.endpoints import ProtocolErrors, protocol_routes
 from agbento.rows.response_models import (
+    LABELLED_ROWS_DESCRIPTION,
     ExplanationResponse,
     FeedbackResponse,
     PredictionResponse,
@@ -73,6 +74,8 @@ with fail_fast():  # a model that is not there: one line, exit 2
 # what each worker follows: the stage while serving from the project, the version in a Bento
 followed = settings.model if pin is None else model_tag
 Rows = request_rows_type(card.schema.row_json_schema(settings.extra_fields), card.examples)
+LabelledRows = request_rows_type(card.schema.labelled_row_json_schema(settings.extra_fields),
+                                 labelled_examples(card), LABELLED_ROWS_DESCRIPTION)
 # Where the fused topology "finds" the model service it never calls (see AgBento).
 NOT_STARTED_URL = "http://127.0.0.1:9"
 # A declared media type spares BentoML a JSON-schema build on every response.
@@ -143,9 +146,7 @@ class TabularModel:
 
 def served_rows() -> RowsDoc:
     """The rows of the version answering now, as /docs.json shows them."""
-    served = bentoml.get_current_service().served
-    return RowsDoc(served.card.tag, served.card.schema.row_json_schema(settings.extra_fields),
-                   served.card.examples[:2])
+    return rows_doc(bentoml.get_current_service().served.card, settings.extra_fields)
 
 
 def open_runtime(tag: str) -> TabularRuntime:
@@ -296,7 +297,7 @@ class AgBento:
 
     @bentoml.api(route="/feedback")
     async def feedback(
-        self, data: Rows, ctx: bentoml.Context, on_error: OnError = "fail"
+        self, data: LabelledRows, ctx: bentoml.Context, on_error: OnError = "fail"
     ) -> FeedbackResponse:
         """Rows with their true label (the column the model was trained on): scored by the
         served model, measured, and counted for the live-quality alert."""

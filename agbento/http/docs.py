@@ -15,26 +15,54 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agbento.models.store import ModelCard
+from agbento.rows.response_models import LABELLED_ROWS_DESCRIPTION, ROWS_DESCRIPTION
+from agbento.rows.schema import ExtraFieldsPolicy
+
 DOC_PATHS = frozenset({"/docs.json", "/schema.json"})
-ROWS_DESCRIPTION = "rows: feature name -> value"  # response_models.request_rows_type
 
 
 @dataclass(frozen=True)
 class RowsDoc:
-    """The served version's rows as the documents show them."""
+    """The served version's rows as the documents show them (and with their label, as
+    /feedback takes them)."""
 
     tag: str
     items: dict[str, Any]
     examples: list[Any]
+    labelled_items: dict[str, Any]
+    labelled_examples: list[Any]
+
+
+def labelled_examples(card: ModelCard) -> list[dict[str, Any]]:
+    """The card's example rows with a label each (a class of the model, or a value inside
+    the training range), for /feedback's documentation."""
+    label = card.schema.label
+    if card.is_classification and label.classes:
+        value: Any = label.classes[0]
+    else:
+        low, high = (card.metadata.get("label_range") or [0.0, 0.0])[:2]
+        value = round((float(low) + float(high)) / 2, 3)
+    return [{**row, label.name: value} for row in card.examples[:2]]
+
+
+def rows_doc(card: ModelCard, extra_fields: ExtraFieldsPolicy) -> RowsDoc:
+    """A version's rows as /docs.json shows them."""
+    return RowsDoc(card.tag, card.schema.row_json_schema(extra_fields), card.examples[:2],
+                   card.schema.labelled_row_json_schema(extra_fields), labelled_examples(card))
 
 
 def rewrite_rows(document: Any, rows: RowsDoc) -> Any:
     """Every `data` parameter described as rows gets `rows`' schema and examples."""
     if isinstance(document, dict):
         found = document.get("data")
-        if isinstance(found, dict) and found.get("description") == ROWS_DESCRIPTION:
+        described = found.get("description") if isinstance(found, dict) else None
+        if described == ROWS_DESCRIPTION:
             document = {**document, "data": {**found, "items": rows.items,
                                              "examples": [rows.examples]}}
+        elif described == LABELLED_ROWS_DESCRIPTION:
+            document = {**document, "data": {**found, "items": rows.labelled_items,
+                                             "examples": [rows.labelled_examples]}}
         return {key: rewrite_rows(value, rows) for key, value in document.items()}
     if isinstance(document, list):
         return [rewrite_rows(value, rows) for value in document]

@@ -1,5 +1,5 @@
-"""What /predict, /predict_proba and /explain do with a request, over whichever version is
-served.
+"""What /predict, /predict_proba, /explain and /feedback do with a request, over whichever
+version is served.
 
 `service.py` declares the endpoints (BentoML parses `data` and `on_error`); this answers
 them: one `ServedModel` taken per request, rows accepted and scored (or explained) by it, the
@@ -9,6 +9,7 @@ answer names the tag that answered, in the body and in `X-Agbento-Model`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -93,14 +94,14 @@ class PredictionEndpoints:
         return await self._answer(request, data, on_error, explain)
 
     async def _answer(self, request: Request, data: Any, on_error: OnError,
-                      work: Work) -> Response:
+                      work: Work, tables: bool = True) -> Response:
         served = self.current()  # once: this request's version from here to its answer
         request_id = request_id_from(request.headers)
         table: RequestTable | None = getattr(request.state, STATE_KEY, None)
         total = table.total if table is not None else len(data) if isinstance(data, list) else 0
         request.state.rows = total
         request.state.model = served.tag
-        media = answer_media(request.headers.get("accept"))
+        media = answer_media(request.headers.get("accept")) if tables else None
         try:
             body = await work(served, Call(data, on_error, request_id, table, total, media))
         except ApiError as error:
@@ -116,21 +117,11 @@ class PredictionEndpoints:
 
     async def feedback(self, request: Request, data: Any, on_error: OnError) -> Response:
         """Labelled rows scored by the served version: this batch's metrics beside the
-        holdout's, counted for the live-quality alert (agbento/runtime/feedback.py)."""
-        served = self.current()
-        request_id = request_id_from(request.headers)
-        table: RequestTable | None = getattr(request.state, STATE_KEY, None)
-        request.state.rows = table.total if table is not None else (
-            len(data) if isinstance(data, list) else 0)
-        request.state.model = served.tag
-        try:
-            body = await FeedbackScorer(served).evaluate(data, on_error, request_id, table)
-        except ApiError as error:
-            response = error_response(error, request_id)
-        except Exception as exc:  # noqa: BLE001 - ours, not the client's: our shape, logged
-            report_internal_error(request_id, "POST", request.scope.get("path", "?"), exc)
-            response = error_response(internal_error(), request_id)
-        else:
-            response = json_response(body, 200, request_id)
-        response.headers[MODEL_HEADER] = served.tag
-        return response
+        holdout's, counted for the live-quality alert (agbento/runtime/feedback.py); JSON
+        whatever the Accept header asks."""
+        async def measure(served: ServedModel, call: Call) -> bytes:
+            body = await FeedbackScorer(served).evaluate(call.data, call.on_error,
+                                                         call.request_id, call.table)
+            return json.dumps(body, separators=(",", ":")).encode()
+
+        return await self._answer(request, data, on_error, measure, tables=False)

@@ -108,7 +108,12 @@ class ExplanationResponse(BaseModel):
     input_drift: InputDrift = Field(default_factory=InputDrift)
 
 
-def request_rows_type(row_json_schema: dict[str, Any], examples: list[dict[str, Any]]) -> Any:
+ROWS_DESCRIPTION = "rows: feature name -> value"
+LABELLED_ROWS_DESCRIPTION = "labelled rows: feature name -> value, and the label"
+
+
+def request_rows_type(row_json_schema: dict[str, Any], examples: list[dict[str, Any]],
+                      description: str = ROWS_DESCRIPTION) -> Any:
     """The `data` parameter as /docs.json shows it: this model's rows, with real examples.
 
     Validation stays ours (422 naming row and field), so the type BentoML checks is loose.
@@ -116,5 +121,5 @@ def request_rows_type(row_json_schema: dict[str, Any], examples: list[dict[str, 
     return Annotated[
         list[Any],
         WithJsonSchema({"type": "array", "items": row_json_schema}),
-        Field(examples=[examples[:2]], description="rows: feature name -> value"),
+        Field(examples=[examples[:2]], description=description),
     ]

@@ -303,6 +303,23 @@ class FeatureSchema:
             "additionalProperties": extra_fields == "ignore",
         }
 
+    def labelled_row_json_schema(self, extra_fields: ExtraFieldsPolicy = "ignore"
+                                 ) -> dict[str, Any]:
+        """`row_json_schema` with the label the model was trained on, required (the rows
+        of POST /feedback)."""
+        row = self.row_json_schema(extra_fields)
+        label = self.label
+        if is_classification(label.problem_type):
+            shown = ", ".join(str(c) for c in (label.classes or ())[:20])
+            labelled: dict[str, Any] = {
+                "type": ["string", "integer", "boolean"],
+                "enum": list(label.classes or ()),
+                "description": f"the true label: one of the model's classes ({shown})"}
+        else:
+            labelled = {"type": "number", "description": "the true label: a finite number"}
+        return {**row, "properties": {**row["properties"], label.name: labelled},
+                "required": [*row["required"], label.name]}
+
     # -- serving --------------------------------------------------------------------------
 
     def validate_rows(
