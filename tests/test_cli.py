@@ -63,3 +63,11 @@ def test_python_m_aliases_are_the_same_commands(alias: str) -> None:
 def test_train_py_is_agbento_train() -> None:
     assert run(sys.executable, "train.py", "--help").stdout == run(
         AGBENTO, "train", "--help").stdout
+
+
+def test_the_command_alone_shows_its_help_and_version_says_what_runs() -> None:
+    alone = run(AGBENTO)
+    assert alone.returncode == 0 and "Commands:" in alone.stdout
+    version = run(AGBENTO, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("agbento ")
+    assert "bentoml 1.4" in version.stdout

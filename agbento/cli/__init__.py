@@ -13,7 +13,7 @@ May import: every agbento package (this is the top floor).
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -41,6 +41,25 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: docstrings rewrapped to the terminal
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        from agbento import __version__
+
+        typer.echo(f"agbento {__version__} (bentoml {version('bentoml')}, autogluon.tabular "
+                   f"{version('autogluon.tabular')})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="the versions and exit")] = False,
+) -> None:
+    """AutoGluon tabular models in production on BentoML."""
 
 
 class CliError(Exception):
@@ -84,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("error: aborted", err=True)
         return 1
     except TyperException as error:  # usage errors: one line, not click's usage block
+        if type(error).__name__ == "NoArgsIsHelpError":  # `agbento` alone: its help
+            typer.echo(error.format_message())  # type: ignore[attr-defined]
+            return 0
         typer.echo(f"error: {error.format_message()}", err=True)  # type: ignore[attr-defined]
         return int(getattr(error, "exit_code", 2))
     return code if isinstance(code, int) else 0
