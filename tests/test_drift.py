@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +183,7 @@ def test_counters_give_psi_near_zero_then_high_on_the_shifted_feature_only(
         tiny_models: TinyModels) -> None:
     card = tiny_models.multiclass
     reference = reference_of(card)
-    like = DriftCounter(reference, "drift-test-like", card.schema.names)
+    like = DriftCounter(reference, "drift-test-like", card.schema.names, flush_s=0)
     for bins in reference.features:  # every bin's series exists from load, at 0
         assert counted(reference, "drift-test-like")[bins.name].tolist() == \
             [0] * len(bins.labels)
@@ -191,13 +192,15 @@ def test_counters_give_psi_near_zero_then_high_on_the_shifted_feature_only(
             for label in bins.labels] == list(bins.shares)
     for record in json_records(penguin_rows()):  # single-row requests: the row path
         like.observe(card.schema.validate_rows([record]).rows)
+    like.flush()
     found = live_psi(reference, "drift-test-like")
     assert max(found.values()) < 0.1, found
     assert sum(counted(reference, "drift-test-like")["island"]) == len(penguin_rows())
 
-    shift = DriftCounter(reference, "drift-test-shift", card.schema.names)
+    shift = DriftCounter(reference, "drift-test-shift", card.schema.names, flush_s=0)
     # a request as the columnar path decodes and validates JSON rows
     shift.observe(validate_records(card.schema, json_records(shifted(penguin_rows()))).frame)
+    shift.flush()
     found = live_psi(reference, "drift-test-shift")
     assert found.pop("bill_length_mm") > 0.2
     assert max(found.values()) < 0.1, found
@@ -239,8 +242,9 @@ def test_recording_rule_computes_the_same_psi_and_alerts(tiny_models: TinyModels
     card = tiny_models.multiclass
     reference = reference_of(card)
     model = "drift-test-rule"
-    DriftCounter(reference, model, card.schema.names).observe(
-        validate_records(card.schema, json_records(shifted(penguin_rows()))).frame)
+    counter = DriftCounter(reference, model, card.schema.names, flush_s=0)
+    counter.observe(validate_records(card.schema, json_records(shifted(penguin_rows()))).frame)
+    counter.flush()
     inputs, expected = [], []
     for bins in reference.features:
         counts = counted(reference, model)[bins.name]
@@ -357,10 +361,25 @@ def test_every_way_a_request_arrives_counts_the_same(tiny_models: TinyModels) ->
     }
     found = {}
     for model, groups in ways.items():
-        counter = DriftCounter(reference, model, card.schema.names)
+        counter = DriftCounter(reference, model, card.schema.names, flush_s=0)
         for group in groups:
             counter.observe(group)
+        counter.flush()
         found[model] = {name: c.tolist() for name, c in counted(reference, model).items()}
     first = found.pop("drift-test-one-row")
     assert sum(first["year"]) == len(records)
     assert all(counts == first for counts in found.values())
+
+
+def test_counts_reach_prometheus_within_a_flush_by_the_counters_own_thread(
+        tiny_models: TinyModels) -> None:
+    card = tiny_models.multiclass
+    reference = reference_of(card)
+    counter = DriftCounter(reference, "drift-test-thread", card.schema.names, flush_s=0.05)
+    rows = card.schema.validate_rows(json_records(penguin_rows())[:10]).rows
+    counter.observe(rows)  # held in the process until the counter's thread hands it over
+    deadline = time.monotonic() + 10
+    while sum(counted(reference, "drift-test-thread")["island"]) < 10:
+        assert time.monotonic() < deadline, "the counts never reached the registry"
+        time.sleep(0.02)
+    assert sum(counted(reference, "drift-test-thread")["island"]) == 10

@@ -5,6 +5,7 @@ feature only (PSI as the README and the recording rule compute it)."""
 from __future__ import annotations
 
 import math
+import time
 
 import httpx
 import pytest
@@ -46,6 +47,18 @@ def psi_by_feature(before: dict, after: dict, reference: dict) -> dict[str, floa
     return result
 
 
+def counted(server: BentoServer, tag: str, rows: int, since: dict) -> dict:
+    """The bin counts once `rows` more rows per feature are in /metrics (each worker hands
+    its counts over every second)."""
+    deadline = time.monotonic() + 30
+    while True:
+        counts, _ = bins(server, tag)
+        added = sum(v - since.get(k, 0) for k, v in counts.items()) / 7  # 7 features
+        if added >= rows or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
 def send(server: BentoServer, shift: float) -> None:
     table = demo_table().drop(columns=["species"]).sample(n=3_000, replace=True,
                                                           random_state=11)
@@ -63,11 +76,11 @@ def test_psi_from_metrics_is_low_for_training_rows_and_high_for_a_shifted_featur
     before, reference = bins(multiclass_server, tag)
     assert reference, "no reference ratios exported"
     send(multiclass_server, 0.0)
-    middle, _ = bins(multiclass_server, tag)
+    middle = counted(multiclass_server, tag, 3_000, before)
     calm = psi_by_feature(before, middle, reference)
     assert max(calm.values()) < 0.1, calm
     send(multiclass_server, 40.0)
-    after, _ = bins(multiclass_server, tag)
+    after = counted(multiclass_server, tag, 3_000, middle)
     shifted = psi_by_feature(middle, after, reference)
     assert shifted["flipper_length_mm"] > 0.2, shifted
     assert max(v for f, v in shifted.items() if f != "flipper_length_mm") < 0.1, shifted

@@ -167,6 +167,8 @@ class ServedModel:
         return await self.scorer.is_ready()
 
     async def close(self) -> None:
+        if self.drift is not None:  # its last second of counts
+            self.drift.flush()
         await self.scorer.close()
 
 
