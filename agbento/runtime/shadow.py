@@ -7,6 +7,7 @@ append, nothing else on the request path); one thread of the candidate's own tak
 everything queued, scores it in one model call and compares: label agreement for a
 classifier, the difference of values for a regressor. Answers never change. The queue is
 bounded in rows (`AGBENTO_SHADOW_QUEUE_ROWS`): beyond it a request is dropped and counted.
+The thread scores at most every `BATCH_INTERVAL_S`, so what queues meanwhile is one call.
 Disagreeing rows are written to the prediction log (`agbento_shadow` beside
 `agbento_predictions`, AGBENTO_PREDICTION_LOG_DIR), as many as `AGBENTO_SHADOW_LOG_ROWS`
 a minute.
@@ -47,10 +48,20 @@ class ShadowIncompatible(ValueError):
 
 @dataclass
 class _Offered:
-    frame: pd.DataFrame  # the served model's input frame (its schema)
-    predictions: list[Any]  # the served answer per row (None: not answered)
+    group: Group  # the served model's validated rows: value lists or its frame
+    schema: FeatureSchema  # the served version's (value lists are in its order)
+    scored: ScoredRequest  # the served answers (read in the shadow's thread)
     served_tag: str
     request_id: str
+
+    def frame(self) -> pd.DataFrame:
+        return self.group if isinstance(self.group, pd.DataFrame) else self.schema.to_frame(
+            self.group)
+
+
+# The shadow's thread scores at most this often: what queues meanwhile is one model call
+# (a call per single-row request would hold the GIL far longer than the rows need).
+BATCH_INTERVAL_S = 0.5
 
 
 class ShadowScorer:
@@ -97,10 +108,8 @@ class ShadowScorer:
                 if self._queued_rows + rows > self.queue_rows:
                     SHADOW_REQUESTS.labels(shadow=self.tag, result="dropped").inc()
                     return
-                frame = group if isinstance(group, pd.DataFrame) else served_schema.to_frame(
-                    group)
-                self._queue.append(_Offered(frame, scored.columns.predictions.to_pylist(),
-                                            served_tag, request_id))
+                self._queue.append(_Offered(group, served_schema, scored, served_tag,
+                                            request_id))
                 self._queued_rows += rows
                 self._ready.notify()
         except Exception:  # noqa: BLE001 - the answer must not notice the shadow
@@ -119,18 +128,20 @@ class ShadowScorer:
     def _run(self) -> None:
         while True:
             batch = self._take()
+            started = time.monotonic()
             try:
                 self._score(batch)
             except Exception as exc:  # noqa: BLE001 - count, say once per kind, go on
                 SHADOW_REQUESTS.labels(shadow=self.tag, result="error").inc(len(batch))
                 logger.warning("shadow model %s failed on %d request(s): %s: %s", self.tag,
                                len(batch), type(exc).__name__, str(exc)[:200])
+            time.sleep(max(0.0, BATCH_INTERVAL_S - (time.monotonic() - started)))
 
     def _score(self, batch: list[_Offered]) -> None:
-        frame = self.schema.to_frame(pd.concat([b.frame for b in batch], ignore_index=True))
+        frame = self.schema.to_frame(pd.concat([b.frame() for b in batch], ignore_index=True))
         labels, _ = self.runtime.predict_frame(frame)
         shadow = labels.tolist()
-        served = [p for b in batch for p in b.predictions]
+        served = [p for b in batch for p in b.scored.columns.predictions.to_pylist()]
         answered = [i for i, p in enumerate(served) if p is not None]
         SHADOW_REQUESTS.labels(shadow=self.tag, result="scored").inc(len(batch))
         if self.classification:
@@ -161,8 +172,8 @@ class ShadowScorer:
         if not rows:
             return
         self._logged_minute = (minute, (logged if at == minute else 0) + len(rows))
-        request_ids = [b.request_id for b in batch for _ in b.predictions]
-        tags = [b.served_tag for b in batch for _ in b.predictions]
+        request_ids = [b.request_id for b in batch for _ in range(len(b.group))]
+        tags = [b.served_tag for b in batch for _ in range(len(b.group))]
         write_rows(SHADOW_LOG, self.log_dir, self.schema, frame.iloc[rows], {
             "prediction": [served[i] for i in rows],
             "shadow_prediction": [shadow[i] for i in rows],
