@@ -62,6 +62,11 @@ def answer_bodies(runtime: TabularRuntime, placed_answer: Any, rows: Any,
     return bodies
 
 
+def holds_arrays(answer: Any) -> bool:
+    return answer.labels is not None or (
+        answer.source is not None and answer.source.labels is not None)
+
+
 def bodies_per_topology(runtime: TabularRuntime, requests: list[list[dict[str, Any]]],
                         on_error: OnError = "fail", as_frames: bool = False,
                         ) -> dict[str, list[dict[str, bytes]]]:
@@ -73,8 +78,9 @@ def bodies_per_topology(runtime: TabularRuntime, requests: list[list[dict[str, A
     result = {}
     for topology in TOPOLOGIES:
         answers = SCORE[topology](runtime, groups)
-        assert all((a.labels is not None) == (topology == "fused" and not a.failed)
-                   for a in answers)  # what each topology's answer holds
+        # what each topology's answer holds: fused, the model's arrays (its own, or a
+        # slice of its merged batch's); split, the JSON fragments that crossed the hop
+        assert all(holds_arrays(a) == (topology == "fused" and not a.failed) for a in answers)
         result[topology] = [
             answer_bodies(runtime, contract.place(rows, len(data), answer, on_error), rows,
                           len(data))

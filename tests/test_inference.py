@@ -68,3 +68,34 @@ def test_json_floats_are_the_values_the_json_writer_writes() -> None:
     written = pd.Series(values).to_json(orient="values", double_precision=JSON_DOUBLE_PRECISION)
     expected = np.array([np.nan if v is None else v for v in orjson.loads(written)])
     np.testing.assert_array_equal(json_floats(values), expected)
+
+
+@pytest.mark.parametrize("labels", [
+    ["Adelie", "Gen\"too", "x,y", None] * 10,
+    [1, 2, 3, 4] * 10,
+    [True, False] * 20,
+    [1234.5678901234567, 0.1, 1e20, -2.5e-7, float("nan"), 5e-324, 3.0, 1 / 3] * 5,
+])
+def test_a_request_of_a_merged_batch_writes_what_pandas_writes_for_its_slice(
+        labels: list) -> None:
+    """Few rows go through pandas' own encoder on Python values, more through a pandas
+    slice: the bytes must be the same either way (the answer does not depend on how many
+    rows shared the batch)."""
+    import numpy as np
+    import pandas as pd
+
+    from agbento.runtime.inference import FEW_JSON_ROWS, JSON_DOUBLE_PRECISION, ScoredRequest
+
+    rng = np.random.default_rng(3)
+    proba = pd.DataFrame(rng.dirichlet([0.05, 1, 1], len(labels)), columns=["a", "b", "c"])
+    proba.iloc[0, 0] = 7.080481054e-06  # pandas writes 0.000007080481054, not 7.08e-6
+    batch = ScoredRequest(labels=pd.Series(labels), proba=proba)
+    for rows in (slice(0, 1), slice(3, 3 + FEW_JSON_ROWS), slice(1, len(labels))):
+        expected_labels = pd.Series(labels).iloc[rows].to_json(
+            orient="values", double_precision=JSON_DOUBLE_PRECISION)
+        expected_proba = proba.iloc[rows].to_json(orient="records",
+                                                  double_precision=JSON_DOUBLE_PRECISION)
+        answer = ScoredRequest(source=batch, placement=rows)
+        assert answer.predictions == expected_labels
+        assert answer.probabilities == expected_proba
+        assert len(answer) == rows.stop - rows.start

@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+from pandas._libs.json import ujson_dumps  # the encoder of DataFrame.to_json
 
 from agbento.core.errors import ApiError, ErrorCode
 from agbento.core.wire import ARROW_STREAM
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 # 15 digits after the point: the most pandas' JSON writer allows (for every answer path).
 JSON_DOUBLE_PRECISION = 15
+# A request of at most this many rows in a merged batch writes its JSON with pandas' encoder
+# on Python values (a few us); larger ones through a pandas slice (whose fixed cost is
+# tens of us, but its per-row cost lower). Both make the same bytes.
+FEW_JSON_ROWS = 16
 # While the model is broken, how often the model service tries its warm-up rows again
 # (and what a 503 model_error tells clients to wait).
 MODEL_RETRY_S = 5
@@ -152,6 +157,14 @@ class AnswerColumns:
         return {key: pa.array(self.matrix[:, j], pa.float64(), from_pandas=True)
                 for j, key in enumerate(self.keys)}
 
+    def sliced(self, rows: slice) -> AnswerColumns:
+        """Rows `rows` of these; the Arrow column copied out (a zero-copy slice would write
+        its batch's offsets into an Arrow or Parquet answer: other bytes, same values)."""
+        return AnswerColumns(
+            pa.concat_arrays([self.predictions.slice(rows.start, rows.stop - rows.start)]),
+            self.keys,
+            None if self.matrix is None else self.matrix[rows], self.answered[rows])
+
     def taken(self, placement: np.ndarray) -> AnswerColumns:
         """Row i of the result is row placement[i] of these, null where it is negative."""
         missing = placement < 0
@@ -213,6 +226,8 @@ class ScoredRequest:
             return len(self.labels)
         if isinstance(self.placement, np.ndarray):
             return len(self.placement)
+        if isinstance(self.placement, slice):
+            return self.placement.stop - self.placement.start
         return len(self.columns.predictions)
 
     def to_dict(self) -> dict[str, Any]:
@@ -251,6 +266,8 @@ class ScoredRequest:
         if self.labels is not None:
             # pandas writes JSON in C: no per-row Python objects for large requests
             return self.labels.to_json(orient="values", double_precision=JSON_DOUBLE_PRECISION)
+        if isinstance(self.placement, slice) and self.source is not None:
+            return self.source.labels_json(self.placement)
         return json.dumps(self.prediction_values)  # placed: few rows (the skip path)
 
     @cached_property
@@ -258,20 +275,57 @@ class ScoredRequest:
         if self.labels is not None:
             return "null" if self.proba is None else self.proba.to_json(
                 orient="records", double_precision=JSON_DOUBLE_PRECISION)
+        if isinstance(self.placement, slice) and self.source is not None:
+            return self.source.proba_json(self.placement)
         if self.columns.probabilities is None:
             return "null"
         return json.dumps(self.probability_values)
 
+    def labels_json(self, rows: slice) -> str:
+        """`predictions` of these rows of a batch: what pandas' writer makes of their slice,
+        byte for byte (its own encoder on the values when they are few: no slice, no
+        pandas call)."""
+        assert self.labels is not None
+        if rows.stop - rows.start > FEW_JSON_ROWS:
+            return self.labels.iloc[rows].to_json(orient="values",
+                                                  double_precision=JSON_DOUBLE_PRECISION)
+        return ujson_dumps(self._label_values[rows].tolist(),
+                           double_precision=JSON_DOUBLE_PRECISION)
+
+    def proba_json(self, rows: slice) -> str:
+        """`probabilities` of these rows of a batch, as `labels_json` makes `predictions`."""
+        if self.proba is None:
+            return "null"
+        if rows.stop - rows.start > FEW_JSON_ROWS:
+            return self.proba.iloc[rows].to_json(orient="records",
+                                                 double_precision=JSON_DOUBLE_PRECISION)
+        keys = self._proba_keys
+        return ujson_dumps([dict(zip(keys, row, strict=True))
+                            for row in self._proba_values[rows].tolist()],
+                           double_precision=JSON_DOUBLE_PRECISION)
+
+    @cached_property
+    def _label_values(self) -> np.ndarray:
+        assert self.labels is not None
+        return self.labels.to_numpy()
+
+    @cached_property
+    def _proba_values(self) -> np.ndarray:
+        assert self.proba is not None
+        return self.proba.to_numpy(dtype=np.float64)
+
+    @cached_property
+    def _proba_keys(self) -> list[str]:
+        assert self.proba is not None
+        return [str(key) for key in self.proba.columns]
+
     @cached_property
     def columns(self) -> AnswerColumns:
+        if isinstance(self.placement, slice) and self.source is not None:
+            return self.source.columns.sliced(self.placement)  # a request of a merged batch
         if self.labels is not None:
-            if isinstance(self.placement, slice) and self.source is not None:
-                # a request of a merged batch: the batch's probabilities, rounded once
-                whole = self.source.columns.matrix
-                matrix = None if whole is None else whole[self.placement]
-            else:
-                matrix = None if self.proba is None else json_floats(
-                    self.proba.to_numpy(dtype=np.float64))
+            matrix = None if self.proba is None else json_floats(
+                self.proba.to_numpy(dtype=np.float64))
             return AnswerColumns(
                 label_array(self.labels.to_numpy()),
                 None if self.proba is None else [str(key) for key in self.proba.columns],
@@ -424,16 +478,15 @@ class TabularRuntime:
             return [answer]
         if len(groups) == 1:
             return [ScoredRequest(labels=predictions, proba=probabilities)]
-        # the batch's probabilities are rounded once, for all its requests (numpy's fixed
-        # cost per call is most of a single row's)
+        # Each request is a slice of the batch, whose columns (labels as Arrow, probabilities
+        # rounded) are made once, here on the model's thread: numpy's, Arrow's and pandas'
+        # fixed cost per call is most of a single row's, and the event loop pays none of it.
         batch = ScoredRequest(labels=predictions, proba=probabilities)
+        batch.columns  # noqa: B018 - made now, on this thread
         answers, start = [], 0
         for group in groups:
             end = start + len(group)
-            answers.append(ScoredRequest(
-                labels=predictions.iloc[start:end],
-                proba=None if probabilities is None else probabilities.iloc[start:end],
-                source=batch, placement=slice(start, end)))
+            answers.append(ScoredRequest(source=batch, placement=slice(start, end)))
             start = end
         return answers
 
