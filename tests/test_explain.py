@@ -297,3 +297,23 @@ def test_a_model_that_is_not_trees_explains_by_permutation(zoo) -> None:
     assert_additive(explanations, zoo_output(predictor, frame, "LinearModel",
                                              explanations.explained_class))
     assert np.abs(explanations.contributions).sum(axis=1).min() > 0
+
+
+def test_xgboost_with_merged_rare_categories_explains_exactly(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """XGBoost's one-hot encoder merges rare categories into one column: the exact path
+    counts its columns as the encoder does (it fell back to the slow permutation method)."""
+    from tests.tiny_models import rare_categories_table, train_table_model
+
+    table = rare_categories_table()
+    card = train_table_model(table, "tiny-rare-xgb", "y", tmp_path_factory.mktemp("rare"),
+                             hyperparameters={"XGB": {"n_estimators": 30}})
+    runtime = TabularRuntime.ready_to_serve(card)
+    encoder = runtime.predictor._trainer.load_model("XGBoost")._ohe_generator.ohe_encs
+    assert any(found.size for found in encoder.infrequent_indices_)  # the case itself
+    explainer = Explainer.load(runtime.predictor, card)
+    assert explainer.method == TREE_SHAP_RESCALED, explainer.fallback_reason
+    frame = frame_of(card.schema, json_records(table.drop(columns="y").iloc[:80]))
+    explanations = explainer.explain(frame)
+    _, expected = model_output(runtime, frame, explanations.explained_class)
+    assert_additive(explanations, expected)

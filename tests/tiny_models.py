@@ -96,9 +96,25 @@ def two_feature_table(rows: int = 800, seed: int = 0) -> pd.DataFrame:
     return table
 
 
-def train_table_model(table: pd.DataFrame, name: str, label: str, folder: Path) -> ModelCard:
+def train_table_model(table: pd.DataFrame, name: str, label: str, folder: Path,
+                      **overrides: object) -> ModelCard:
     """A tiny model on `table` through the training pipeline (written as Parquet)."""
     path = folder / f"{name}.parquet"
     table.to_parquet(path, index=False)
-    config = tiny_config(name, label, demo=False, data=path)
+    config = tiny_config(name, label, demo=False, data=path, **overrides)
     return train(config, lambda _message: None).card
+
+
+def rare_categories_table(rows: int = 1_500, seed: int = 0) -> pd.DataFrame:
+    """A label led by a number, beside a category of 300 values most of which are rare
+    (past its level limit, XGBoost's one-hot encoder merges the rare ones into one column)."""
+    rng = np.random.default_rng(seed)
+    cities = [f"city-{i}" for i in range(300)]
+    weights = 1 / np.arange(1, 301) ** 1.1
+    table = pd.DataFrame({
+        "x": rng.normal(size=rows),
+        "city": rng.choice(cities, size=rows, p=weights / weights.sum()),
+        "z": rng.normal(size=rows),
+    })
+    table["y"] = np.where(table["x"] + 0.3 * (table["city"] == "city-0") > 0.1, "yes", "no")
+    return table

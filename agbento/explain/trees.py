@@ -158,9 +158,9 @@ class Leaf:
         encoder = self.model._ohe_generator
         names: list[str] = []
         if encoder.cat_cols:
-            for column, categories in zip(encoder.cat_cols, encoder.ohe_encs.categories_,
-                                          strict=True):
-                names += [column] * len(categories)
+            for column, width in zip(encoder.cat_cols, _one_hot_widths(encoder.ohe_encs),
+                                     strict=True):
+                names += [column] * width
         return names + list(encoder.other_cols)
 
     def _shap_catboost(self, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -176,6 +176,22 @@ class Leaf:
         if key not in self._columns:
             self._columns[key] = name(key)
         return self._columns[key]
+
+
+def _one_hot_widths(encoder: Any) -> list[int]:
+    """Columns per feature of AutoGluon's one-hot encoder (OneHotMergeRaresHandleUnknown-
+    Encoder), counted as its `transform` counts them: a column per kept category, rare
+    categories merged into one, less a dropped one."""
+    widths = [len(categories) for categories in encoder.categories_]
+    for index in range(len(widths)):
+        infrequent = encoder.infrequent_indices_[index].size
+        if infrequent > 0:
+            widths[index] += 1 - infrequent
+        if encoder.drop is not None:
+            widths[index] -= 1
+            if isinstance(encoder.drop, str) and encoder.drop == "infrequent" and not infrequent:
+                widths[index] += 1
+    return widths
 
 
 # -- from margin to output --------------------------------------------------------------------
