@@ -566,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
         machine=machine(),
         settings={"mode": "quick" if args.quick else "full", "seconds": args.seconds,
                   "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                  "command": " ".join(["python loadtests/bench.py",
+                                       *(sys.argv[1:] if argv is None else argv)]),
                   "concurrencies": concurrencies, "bulk_topology": args.bulk_topology,
                   "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),

@@ -270,6 +270,7 @@ def markdown(report: Report) -> str:
         f"`loadtests/post.lua`), on the same machine. Each run {s['seconds']} s after a 1 s "
         f"warm-up. {s['note']}",
         "",
+        *([f"Command: `{s['command']}`", ""] if s.get("command") else []),
         f"Load average (1, 5, 15 min) at start {s.get('load_average_at_start', '-')}, at end "
         f"{s.get('load_average_at_end', '-')}: " + (
             "above the core count before the run began: other work shared the cores, and "
