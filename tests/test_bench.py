@@ -9,6 +9,7 @@ import shutil
 import socketserver
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -418,7 +419,8 @@ OPENLOOP_C = Path(__file__).resolve().parent.parent / "loadtests" / "openloop.c"
 
 class TinyHttp(socketserver.ThreadingTCPServer):
     """A keep-alive HTTP/1.1 server on loopback that keeps every body it got: a body with
-    "fail" is answered 503, "close" with Connection: close, "chunk" chunked; else 200."""
+    "fail" is answered 503, "close" with Connection: close, "chunk" chunked; else 200, and
+    "tag" adds `X-Agbento-Model: m:1`."""
 
     daemon_threads = True
 
@@ -451,8 +453,9 @@ class TinyHandler(socketserver.StreamRequestHandler):
                 continue
             status = b"503 Busy" if b"fail" in body else b"200 OK"
             close = b"Connection: close\r\n" if b"close" in body else b""
+            tag = b"X-Agbento-Model: m:1\r\n" if b"tag" in body else b""
             self.wfile.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\n" + close
-                             + b"\r\nok")
+                             + tag + b"\r\nok")
             if close:
                 return
 
@@ -481,6 +484,35 @@ def test_the_open_loop_generator_sends_every_due_request_and_counts_what_came_ba
     assert sorted(set(server.bodies)) == sorted(line.encode() for line in lines)
     assert summary["non2xx"] == summary["non2xx_by_status"]["503"] == 4
     assert 0 <= summary["p50_ms"] <= summary["p99_ms"] <= summary["p999_ms"] <= summary["max_ms"]
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds loadtests/openloop.c")
+def test_closed_loop_writes_every_answer_with_its_times_status_and_model(
+        tmp_path: Path) -> None:
+    binary = tmp_path / "openloop"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(OPENLOOP_C)], check=True)
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text('{"tag":1}\n{"n":2}\n{"fail":3}\n{"close":4,"tag":1}\n')
+    log = tmp_path / "answers.txt"
+    server = TinyHttp()
+    try:
+        started = time.time()
+        done = subprocess.run(
+            [str(binary), "-C", "-d", "0.5", "-c", "3", "-l", str(log),
+             f"http://127.0.0.1:{server.port}/p"],
+            env={"BODIES_FILE": str(bodies), "CONTENT_TYPE": "application/json"},
+            capture_output=True, text=True, timeout=60, check=True)
+        ended = time.time()
+    finally:
+        server.stop()
+    summary = json.loads(done.stdout.split("OPENLOOP_JSON ", 1)[1])
+    answers = [line.split() for line in log.read_text().splitlines()]
+    assert summary["requests"] == len(answers) == len(server.bodies) > 20
+    assert summary["errors"] == 0 and summary["connections"] <= 3
+    for sent, answered, status, model in answers:
+        assert started - 1 < int(sent) / 1e6 <= int(answered) / 1e6 < ended + 1
+        assert (status, model) in {("200", "m:1"), ("200", "-"), ("503", "-")}
+    assert sum(a[2] == "503" for a in answers) == summary["non2xx"] > 0
 
 
 def test_the_open_loop_generator_refuses_a_target_off_loopback(tmp_path: Path) -> None:
