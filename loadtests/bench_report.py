@@ -220,6 +220,11 @@ def report_from_json(data: dict[str, Any]) -> Report:
 # -- Markdown -----------------------------------------------------------------------------
 
 
+def md_row(*cells: object) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
 def _figure(row: dict[str, Any]) -> str:
     value, unit = row["figure"], row.get("unit", "share")
     if value is None:

@@ -525,3 +525,83 @@ def test_the_open_loop_generator_refuses_a_target_off_loopback(tmp_path: Path) -
     done = subprocess.run([str(binary), "-r", "10", "-d", "1", "http://10.1.2.3:80/"],
                           env={"BODY_FILE": str(body)}, capture_output=True, text=True)
     assert done.returncode == 2 and "only loopback" in done.stderr
+
+
+def test_ab_settings_runs_and_order() -> None:
+    from loadtests import ab
+
+    assert ab.parse_env(["AGBENTO_MONITORING=on", "AGBENTO_SHADOW_MODEL=", "X=a=b"]) == {
+        "AGBENTO_MONITORING": "on", "AGBENTO_SHADOW_MODEL": None, "X": "a=b"}
+    with pytest.raises(Exception, match="NAME=VALUE"):
+        ab.parse_env(["AGBENTO_MONITORING"])
+    assert ab.parse_runs("single:64,1000-json:4") == [("single", 64), ("1000-json", 4)]
+    with pytest.raises(Exception, match="KIND:CLIENTS"):
+        ab.parse_runs("10000-json:4")
+    assert [ab.order(n) for n in (1, 2, 3)] == [("a", "b"), ("b", "a"), ("a", "b")]
+
+
+def test_ab_counters_are_summed_per_label_set_and_their_increase_kept() -> None:
+    from loadtests import ab
+
+    text = ('# HELP agbento_shadow_requests_total x\n# TYPE agbento_shadow_requests_total counter\n'
+            'agbento_shadow_requests_total{result="scored",shadow="m:2"} 10.0\n'
+            'agbento_shadow_requests_total{result="dropped",shadow="m:2"} 0.0\n'
+            '# HELP other_total y\n# TYPE other_total counter\nother_total 5.0\n')
+    totals = ab.counter_totals(text, "agbento_shadow_requests")
+    assert totals == {"result=scored,shadow=m:2": 10.0, "result=dropped,shadow=m:2": 0.0}
+    assert ab.increase({"result=scored,shadow=m:2": 4.0}, totals) == {
+        "result=scored,shadow=m:2": 6.0}
+
+
+def test_ab_summary_pairs_each_round_and_takes_the_median_ratio() -> None:
+    from loadtests import ab
+
+    runs = [{"round": n, "arm": arm, "kind": "single", "requests_per_s": rps}
+            for n, arm, rps in [(1, "a", 97), (1, "b", 100), (2, "b", 100), (2, "a", 90),
+                                (3, "a", 99), (3, "b", 100), (4, "a", 50)]]  # 4: no B
+    summary = ab.summarize(runs, "single", 3.0)
+    assert [r["ratio"] for r in summary["rounds"]] == [0.97, 0.9, 0.99]
+    assert [r["first"] for r in summary["rounds"]] == ["a", "b", "a"]
+    assert summary["median_ratio"] == 0.97 and summary["cost_pct"] == 3.0
+    assert summary["met"] is True and summary["spread"] == [0.9, 0.99]
+    assert ab.summarize(runs, "single", 2.0)["met"] is False
+    assert ab.summarize(runs, "1000-json", None)["median_ratio"] is None
+
+
+def test_swap_reads_answers_and_the_servers_swap_lines() -> None:
+    from loadtests import swap
+
+    answers = swap.read_answers("2000000 2500000 200 m:2\n1000000 1200000 0 -\n")
+    assert answers == [swap.Answer(1.0, 1.2, 0, None), swap.Answer(2.0, 2.5, 200, "m:2")]
+    log = "\n".join([
+        'not json, model swapped',
+        json.dumps({"ts": "2026-12-04T10:00:01.500+00:00", "pid": 7, "msg":
+                    "model swapped: m:1 -> m:2 (m@production, loaded and warmed in 0.8 s)"}),
+        json.dumps({"ts": "2026-12-04T10:00:01.000+00:00", "pid": 8, "msg": "request"})])
+    (line,) = swap.swap_lines(log)
+    assert line["pid"] == 7 and (line["old"], line["new"], line["load_s"]) == ("m:1", "m:2", 0.8)
+    assert line["ts"] == pd.Timestamp("2026-12-04T10:00:01.5Z").timestamp()
+
+
+def test_swap_gaps_old_answers_and_memory_per_promotion() -> None:
+    from loadtests import swap
+
+    assert swap.longest_gap([1.0, 1.1, 1.9], 0.8, 2.0) == pytest.approx(0.8)
+    assert swap.longest_gap([], 0.0, 1.5) == 1.5
+    ok = [swap.Answer(t - 0.01, t, 200, "m:1" if t < 10.3 else "m:2")
+          for t in [x / 10 for x in range(80, 120)] if not 10.0 < t < 10.25]
+    late_old = swap.Answer(10.35, 10.4, 200, "m:1")  # sent after the last worker swapped
+    answers = sorted([*ok, late_old, swap.Answer(10.1, 10.12, 503, None)], key=lambda a: a.done)
+    promotions = [{"at": 10.0, "old": "m:1", "new": "m:2"}]
+    swaps = [{"ts": 10.2, "pid": 1, "old": "m:1", "new": "m:2", "load_s": 0.1},
+             {"ts": 10.3, "pid": 2, "old": "m:1", "new": "m:2", "load_s": 0.2},
+             {"ts": 9.0, "pid": 1, "old": "m:0", "new": "m:1", "load_s": 0.1}]
+    series = [(9.9, 100 * 2**20), (10.2, 150 * 2**20), (11.5, 110 * 2**20)]
+    (entry,) = swap.analyse(promotions, swaps, answers, series, 12.0, {1: "api", 2: "api"})
+    assert [w["after_s"] for w in entry["workers"]] == [0.2, 0.3]
+    assert entry["last_swap_after_s"] == 0.3 and entry["window_s"] == 0.8
+    assert entry["longest_gap_ms"] == pytest.approx(300, abs=1)  # 10.0 -> 10.3
+    assert entry["control_gap_ms"] == pytest.approx(100, abs=1)
+    assert entry["non2xx"] == 1 and entry["errors"] == 0
+    assert entry["old_sent_after_last_swap"] == 1
+    assert entry["rss_mb"] == {"before": 100.0, "peak": 150.0, "after": 110.0}
