@@ -120,11 +120,11 @@ def analyse(promotions: list[dict[str, Any]], swaps: list[dict[str, Any]],
         during = [a for a in answers if at <= a.done < until]
         entry["non2xx"] = sum(a.status not in (200, 0) for a in during)
         entry["errors"] = sum(a.status == 0 for a in during)
-        if last is not None:
+        if last is not None:  # until the next promotion (which may bring `old` back)
             entry["old_sent_after_last_swap"] = sum(
-                a.model == old for a in answers if a.sent > last)
+                a.model == old for a in answers if last < a.sent < until)
             entry["old_done_after_last_swap"] = sum(
-                a.model == old for a in answers if a.done > last)
+                a.model == old for a in answers if last < a.done < until)
         before = [rss for t, rss in series if t < at]
         peak = rss_between(series, at, window_end + 1.0)
         settled = rss_between(series, until - 1.0, until)
@@ -203,6 +203,7 @@ def one_run(args: argparse.Namespace, topology: str, clients: int, name: str,
                                                         "errors", "non2xx", "wrk_cpu_pct")},
             "requests_per_s": round(len(answers) / seconds, 1),
             "rss_mb_start": round(monitor.series[0][1] / 2**20, 1) if monitor.series else None,
+            "rss_mb_end": round(monitor.series[-1][1] / 2**20, 1) if monitor.series else None,
             "promotions": entries}
 
 
@@ -233,13 +234,16 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {run['topology']} | {run['clients']} | {', '.join(run['workers'])} | "
                      f"{run['answers']} | {run['requests_per_s']} | {run['non2xx']} | "
                      f"{run['errors']} | {run['generator']['p99_ms']} | {run['load_before']} | "
-                     f"{max(gaps):.0f} (each: {', '.join(f'{g:.0f}' for g in gaps)}) | "
-                     f"{max(controls):.0f} (each: {', '.join(f'{g:.0f}' for g in controls)}) | "
+                     f"{max(gaps, default=0):.0f} "
+                     f"(each: {', '.join(f'{g:.0f}' for g in gaps)}) | "
+                     f"{max(controls, default=0):.0f} "
+                     f"(each: {', '.join(f'{g:.0f}' for g in controls)}) | "
                      f"{sent} / {done} |")
     for run in report["runs"]:
         lines += ["", f"## {run['topology']}, {run['clients']} clients", "",
                   f"Models answering: {', '.join(run['models_answering'])}. Server log: "
-                  f"{run['server_log']}. RSS at the start {run['rss_mb_start']} MB.", "",
+                  f"{run['server_log']}. RSS at the start {run['rss_mb_start']} MB, at the end "
+                  f"{run.get('rss_mb_end')} MB.", "",
                   "| # | to | each worker swapped after (s), loaded in (s) | last swap after s | "
                   "gap swap ms | gap control ms | non-2xx | errors | old tag after last swap "
                   "(sent / done) | RSS MB before / peak / after |",

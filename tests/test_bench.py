@@ -591,7 +591,9 @@ def test_swap_gaps_old_answers_and_memory_per_promotion() -> None:
     ok = [swap.Answer(t - 0.01, t, 200, "m:1" if t < 10.3 else "m:2")
           for t in [x / 10 for x in range(80, 120)] if not 10.0 < t < 10.25]
     late_old = swap.Answer(10.35, 10.4, 200, "m:1")  # sent after the last worker swapped
-    answers = sorted([*ok, late_old, swap.Answer(10.1, 10.12, 503, None)], key=lambda a: a.done)
+    after_next = swap.Answer(12.5, 12.6, 200, "m:1")  # the next promotion brought m:1 back
+    answers = sorted([*ok, late_old, after_next, swap.Answer(10.1, 10.12, 503, None)],
+                     key=lambda a: a.done)
     promotions = [{"at": 10.0, "old": "m:1", "new": "m:2"}]
     swaps = [{"ts": 10.2, "pid": 1, "old": "m:1", "new": "m:2", "load_s": 0.1},
              {"ts": 10.3, "pid": 2, "old": "m:1", "new": "m:2", "load_s": 0.2},
