@@ -177,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="what A serves: `bentoml serve DIR` (another checkout of the "
                         "project, with --a PYTHONPATH=DIR, to compare code versions)")
     parser.add_argument("--serve-b", default=".", metavar="DIR", help="what B serves")
+    parser.add_argument("--bin-a", type=Path, metavar="DIR", help="the folder of A's `bentoml` "
+                        "command (another venv's bin, to compare library versions); default: "
+                        "this Python's")
+    parser.add_argument("--bin-b", type=Path, metavar="DIR", help="the same for B")
     parser.add_argument("--model", default="agbento-demo:latest", help="a stored model's tag")
     parser.add_argument("--topology", default="fused", choices=["fused", "split"])
     parser.add_argument("--rounds", type=int, default=4)
@@ -192,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     envs = {"a": parse_env(args.a), "b": parse_env(args.b)}
     max_cost = {kind: float(pct) for kind, _, pct in (x.partition("=") for x in args.max_cost)}
-    text = {arm: " ".join([*([f"`bentoml serve {target}`"] if target != "." else []),
+    text = {arm: " ".join([*([f"`{bin_dir or ''}{'/' if bin_dir else ''}bentoml serve {target}`"]
+                             if target != "." or bin_dir else []),
                            *(f"{k}={v or '(unset)'}" for k, v in env.items())]) or "(defaults)"
-            for arm, env, target in (("a", envs["a"], args.serve_a),
-                                     ("b", envs["b"], args.serve_b))}
+            for arm, env, target, bin_dir in (("a", envs["a"], args.serve_a, args.bin_a),
+                                              ("b", envs["b"], args.serve_b, args.bin_b))}
     card = ensure_model(args.model)
     common = {"AGBENTO_MODEL": card.tag, "AGBENTO_CACHE_URL": "off",
               "AGBENTO_TOPOLOGY": args.topology}
@@ -215,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                 port = bench_servers.free_port()
                 target = getattr(args, f"serve_{arm}")
                 command = bench_servers.bentoml_serve(target, port)
+                if getattr(args, f"bin_{arm}"):
+                    command[0] = str(getattr(args, f"bin_{arm}") / "bentoml")
                 servers[arm] = Server(arm.upper(), command, port, {**common, **envs[arm]})
                 found = bench_servers.topology_of(servers[arm])
                 settings[f"{arm}_topology"] = found["effective"]
