@@ -102,6 +102,19 @@ class ModelSpec:
     label: str | None = None
 
 
+@dataclass
+class SingleRows:
+    bodies: list[str]
+    scenario: Scenario
+
+
+def single_rows(rows: bench_rows.Rows, card: ModelCard, work: Path) -> SingleRows:
+    """SINGLE_BODIES distinct one-row JSON bodies, and the scenario that walks them."""
+    bodies = bench_rows.distinct_single_bodies(rows.frame, card.schema, SINGLE_BODIES)
+    return SingleRows(bodies, Scenario(SINGLE, 1, bench_rows.write_bodies_file(
+        bodies, work / "single.jsonl"), bench_rows.JSON, many_bodies=True))
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as info:
@@ -179,12 +192,10 @@ class ModelBench:
         return self.frames[rows]
 
     def _scenarios(self) -> dict[str, Scenario]:
-        bodies = bench_rows.distinct_single_bodies(self.rows.frame, self.card.schema,
-                                                   SINGLE_BODIES)
-        self.single_records = [json.loads(b)["data"][0] for b in bodies]
-        self.result.rows_note += f"; {len(bodies):,} distinct one-row bodies"
-        out = {SINGLE: Scenario(SINGLE, 1, bench_rows.write_bodies_file(
-            bodies, self.work / "single.jsonl"), bench_rows.JSON, many_bodies=True)}
+        single = single_rows(self.rows, self.card, self.work)
+        self.single_records = [json.loads(b)["data"][0] for b in single.bodies]
+        self.result.rows_note += f"; {len(single.bodies):,} distinct one-row bodies"
+        out = {SINGLE: single.scenario}
         for rows, fmt in BULK:
             path = self.work / f"{rows}.{fmt}"
             path.write_bytes(bench_rows.body(self.frame(rows), fmt))
@@ -566,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
         machine=machine(),
         settings={"mode": "quick" if args.quick else "full", "seconds": args.seconds,
                   "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                  "command": " ".join(["python loadtests/bench.py",
+                                       *(sys.argv[1:] if argv is None else argv)]),
                   "concurrencies": concurrencies, "bulk_topology": args.bulk_topology,
                   "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),

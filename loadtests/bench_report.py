@@ -220,6 +220,11 @@ def report_from_json(data: dict[str, Any]) -> Report:
 # -- Markdown -----------------------------------------------------------------------------
 
 
+def md_row(*cells: object) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
 def _figure(row: dict[str, Any]) -> str:
     value, unit = row["figure"], row.get("unit", "share")
     if value is None:
@@ -270,6 +275,7 @@ def markdown(report: Report) -> str:
         f"`loadtests/post.lua`), on the same machine. Each run {s['seconds']} s after a 1 s "
         f"warm-up. {s['note']}",
         "",
+        *([f"Command: `{s['command']}`", ""] if s.get("command") else []),
         f"Load average (1, 5, 15 min) at start {s.get('load_average_at_start', '-')}, at end "
         f"{s.get('load_average_at_end', '-')}: " + (
             "above the core count before the run began: other work shared the cores, and "

@@ -212,11 +212,13 @@ def topology_of(server: Server, entry_service: str = "agbento") -> dict[str, Any
 
 
 class Monitor:
-    """CPU seconds and peak RSS of a server's whole process tree during one run."""
+    """CPU seconds and peak RSS of a server's whole process tree during one run; `series`
+    keeps every sample (wall-clock time, RSS bytes), one every `interval_s`."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, server: Server, interval_s: float = 0.25) -> None:
+        self.server, self.interval_s = server, interval_s
         self.peak_rss = 0
+        self.series: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -229,7 +231,8 @@ class Monitor:
                 except psutil.Error:
                     pass
             self.peak_rss = max(self.peak_rss, rss)
-            self._stop.wait(0.25)
+            self.series.append((time.time(), rss))
+            self._stop.wait(self.interval_s)
 
     def __enter__(self) -> Monitor:
         self.cpu_start, self.wall_start = tree_cpu_s(self.server), time.perf_counter()
@@ -253,20 +256,23 @@ def openloop_binary() -> Path:
 
 
 def drive(url: str, scenario: Scenario, concurrency: int, seconds: int,
-          rate: float | None = None) -> dict[str, Any]:
+          rate: float | None = None, answers_log: Path | None = None) -> dict[str, Any]:
     """Load on `url`, and its summary: closed-loop by wrk (`concurrency` connections, each
     sending when its last answer came), or open-loop at `rate` requests/s by openloop (at
-    most `concurrency` connections; latency from each request's intended send time)."""
+    most `concurrency` connections; latency from each request's intended send time). With
+    `answers_log`, openloop does either (closed loop: `openloop -C`) and writes every answer
+    there: sent and done times, status, X-Agbento-Model (openloop.c)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     extra = "\n".join(f"{name}: {value}" for name, value in scenario.headers().items())
     bodies = {"BODIES_FILE" if scenario.many_bodies else "BODY_FILE": str(scenario.body)}
-    if rate is None:
+    if rate is None and answers_log is None:
         command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s",
                    "-s", str(LUA), url]
         prefix = "WRK_JSON "
     else:
-        command = [str(openloop_binary()), "-r", f"{rate:.3f}", "-d", str(seconds),
-                   "-c", str(concurrency), "-t", "30", url]
+        command = [str(openloop_binary()), *(["-r", f"{rate:.3f}"] if rate else ["-C"]),
+                   "-d", str(seconds), "-c", str(concurrency), "-t", "30",
+                   *(["-l", str(answers_log)] if answers_log else []), url]
         prefix = "OPENLOOP_JSON "
     result = subprocess.run(
         command, env={**os.environ, **bodies, "CONTENT_TYPE": scenario.content_type,

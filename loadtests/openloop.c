@@ -1,7 +1,8 @@
 /* openloop: HTTP/1.1 POSTs at a constant offered rate, latency from each request's
  * intended send time (no coordinated omission), for loadtests/bench.py --open-loop.
  *
- *   openloop -r RATE -d SECONDS [-c MAX_CONNECTIONS] [-t TIMEOUT_S] http://127.0.0.1:PORT/path
+ *   openloop -r RATE -d SECONDS [-c MAX_CONNECTIONS] [-t TIMEOUT_S] [-l LOG] http://127.0.0.1:PORT/path
+ *   openloop -C -d SECONDS -c CLIENTS [-t TIMEOUT_S] [-l LOG] URL     (closed loop, as wrk)
  *
  * Bodies and headers as loadtests/post.lua takes them: BODY_FILE (one body, every request)
  * or BODIES_FILE (one body a line, walked in order so the server sees distinct rows),
@@ -14,6 +15,12 @@
  * histogram (0.1% resolution, as HdrHistogram with 3 significant digits). Requests due
  * inside the window but not answered within the timeout after it count as unfinished.
  * Prints one line: OPENLOOP_JSON {...}.
+ *
+ * -C: closed loop instead: -c connections, each sending its next request as soon as its
+ * answer came, for the whole window (latency from the send). -l LOG: one line per answer,
+ * written at the end: "SENT_US DONE_US STATUS MODEL", wall-clock (CLOCK_REALTIME) micro-
+ * seconds, the HTTP status (0: the connection failed, timed out or closed without an
+ * answer) and the answer's X-Agbento-Model header ("-" when none), for loadtests/swap.py.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -76,6 +83,45 @@ static double percentile_ms(double p) {
         }
     }
     return (double)hist_max / 1000.0;
+}
+
+/* -- the answers log (-l): kept in memory, written at the end ----------------------------- */
+typedef struct { uint64_t sent_us, done_us; uint16_t status; uint8_t model; } answer_t;
+static answer_t *answers;
+static size_t n_answers, cap_answers;
+static const char *answers_path;
+#define MODELS 255
+static char *models[MODELS + 1];           /* the distinct X-Agbento-Model values seen */
+static int n_models;
+
+static uint8_t model_index(const char *value, size_t len) {
+    if (!value) return 0;                   /* 0: no header */
+    for (int i = 1; i <= n_models; i++)
+        if (strlen(models[i]) == len && !memcmp(models[i], value, len)) return (uint8_t)i;
+    if (n_models == MODELS) return 0;
+    models[++n_models] = strndup(value, len);
+    return (uint8_t)n_models;
+}
+
+static void log_answer(uint64_t sent_us, uint64_t done_us, int status, uint8_t model) {
+    if (!answers_path) return;
+    if (n_answers == cap_answers) {
+        cap_answers = cap_answers * 2 + 65536;
+        answers = realloc(answers, cap_answers * sizeof *answers);
+        if (!answers) { fprintf(stderr, "openloop: memory\n"); exit(2); }
+    }
+    answers[n_answers++] = (answer_t){sent_us, done_us, (uint16_t)status, model};
+}
+
+static void write_answers(int64_t to_real_us) {
+    if (!answers_path) return;
+    FILE *f = fopen(answers_path, "w");
+    if (!f) { perror(answers_path); exit(2); }
+    for (size_t i = 0; i < n_answers; i++)
+        fprintf(f, "%lld %lld %u %s\n", (long long)answers[i].sent_us + (long long)to_real_us,
+                (long long)answers[i].done_us + (long long)to_real_us, answers[i].status,
+                answers[i].model ? models[answers[i].model] : "-");
+    fclose(f);
 }
 
 /* -- requests ------------------------------------------------------------------------- */
@@ -174,6 +220,10 @@ static struct {
 #define STATUSES 600
 static uint64_t by_status[STATUSES];
 
+static void request_failed(conn_t *c, uint64_t now) { /* its request ends unanswered */
+    if (c->state != IDLE) log_answer(c->sent_us, now, 0, 0);
+}
+
 static int open_socket(conn_t *c) {
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (c->fd < 0) return -1;
@@ -214,6 +264,7 @@ static void pump_write(conn_t *c) {
         if (n > 0) { c->written += (size_t)n; continue; }
         if (n < 0 && errno == EAGAIN) { want(c, EPOLLIN | EPOLLOUT); return; }
         count.write++;
+        request_failed(c, now_us());
         close_conn(c);
         return;
     }
@@ -234,13 +285,15 @@ static void start_request(conn_t *c, uint64_t index, uint64_t due_us, uint64_t n
 
 /* 0: more to read; 1: a whole response (status set, *close_after when the server said so);
  * -1: not HTTP. */
-static int parse_response(conn_t *c, int *status, int *close_after) {
+static int parse_response(conn_t *c, int *status, int *close_after, const char **model,
+                          size_t *model_len) {
     char *end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
     if (!end) return 0;
     size_t head = (size_t)(end - c->in) + 4;
     if (c->in_len < 12 || memcmp(c->in, "HTTP/1.", 7)) return -1;
     *status = atoi(c->in + 9);
     *close_after = 0;
+    *model = NULL;
     long length = -1;
     int chunked = 0;
     for (char *line = memchr(c->in, '\n', head) + 1; line < c->in + head - 2;) {
@@ -250,6 +303,13 @@ static int parse_response(conn_t *c, int *status, int *close_after) {
                  && strcasestr(line, "chunked") < eol) chunked = 1;
         else if (!strncasecmp(line, "Connection:", 11) && strcasestr(line, "close")
                  && strcasestr(line, "close") < eol) *close_after = 1;
+        else if (!strncasecmp(line, "X-Agbento-Model:", 16)) {
+            const char *v = line + 16, *e = eol;
+            while (v < e && *v == ' ') v++;
+            while (e > v && (e[-1] == '\r' || e[-1] == ' ')) e--;
+            *model = v;
+            *model_len = (size_t)(e - v);
+        }
         line = eol + 1;
     }
     if (chunked) { /* walk the chunks: done at the zero-length one and its blank line */
@@ -272,6 +332,7 @@ static int parse_response(conn_t *c, int *status, int *close_after) {
 static int retry_request(conn_t *c); /* below */
 
 static void on_readable(conn_t *c, uint64_t now) {
+    int eof = 0;
     for (;;) {
         if (c->in_cap - c->in_len < 65536) {
             c->in_cap = c->in_cap * 2 + 65536;
@@ -282,18 +343,31 @@ static void on_readable(conn_t *c, uint64_t now) {
         if (n > 0) { c->in_len += (size_t)n; c->in[c->in_len] = 0; continue; }
         if (n < 0 && errno == EAGAIN) break;
         /* closed: an idle keep-alive connection the server let go is no error; a request
-         * that went out on a reused one and got nothing back is sent again, once */
+         * that went out on a reused one and got nothing back is sent again, once; an answer
+         * whose end came with the close (Connection: close) is an answer */
         if (c->state == IDLE) { close_conn(c); return; }
         if (c->state == BUSY && c->in_len == 0 && c->reused && retry_request(c)) return;
+        eof = 1;
+        break;
+    }
+    if (c->state != BUSY) {
+        if (eof) { count.read++; request_failed(c, now); close_conn(c); }
+        return;
+    }
+    const char *model = NULL;
+    size_t model_len = 0;
+    int status = 0, close_after = 0;
+    int done = parse_response(c, &status, &close_after, &model, &model_len);
+    if (done <= 0 && (done < 0 || eof)) {
         count.read++;
+        request_failed(c, now);
         close_conn(c);
         return;
     }
-    if (c->state != BUSY) return;
-    int status = 0, close_after = 0, done = parse_response(c, &status, &close_after);
     if (done == 0) return;
-    if (done < 0) { count.read++; close_conn(c); return; }
+    if (eof) close_after = 1;
     record(now - c->due_us);
+    log_answer(c->sent_us, now, status, model_index(model, model_len));
     count.completed++;
     if (status < 200 || status > 299) {
         count.non2xx++;
@@ -329,20 +403,24 @@ static conn_t *idle_conn(void) {
     return NULL;
 }
 
+#define USAGE "usage: openloop {-r RATE | -C} -d SECONDS [-c CONNS] [-t TIMEOUT] [-l LOG] URL\n"
+
 int main(int argc, char **argv) {
     double rate = 0, seconds = 0, timeout_s = 30;
+    int closed_loop = 0;
     max_conns = 256;
     int opt;
-    while ((opt = getopt(argc, argv, "r:d:c:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "r:d:c:t:l:C")) != -1) {
         if (opt == 'r') rate = atof(optarg);
+        else if (opt == 'C') closed_loop = 1;
+        else if (opt == 'l') answers_path = optarg;
         else if (opt == 'd') seconds = atof(optarg);
         else if (opt == 'c') max_conns = atoi(optarg);
         else if (opt == 't') timeout_s = atof(optarg);
-        else { fprintf(stderr, "usage: openloop -r RATE -d SECONDS [-c CONNS] [-t TIMEOUT] URL\n");
-               return 2; }
+        else { fprintf(stderr, "%s", USAGE); return 2; }
     }
-    if (optind >= argc || rate <= 0 || seconds <= 0 || max_conns < 1) {
-        fprintf(stderr, "usage: openloop -r RATE -d SECONDS [-c CONNS] [-t TIMEOUT] URL\n");
+    if (optind >= argc || (rate <= 0 && !closed_loop) || seconds <= 0 || max_conns < 1) {
+        fprintf(stderr, "%s", USAGE);
         return 2;
     }
     const char *url = argv[optind];
@@ -365,10 +443,14 @@ int main(int argc, char **argv) {
     conns = calloc((size_t)max_conns, sizeof *conns);
     for (int i = 0; i < max_conns; i++) conns[i].fd = -1;
 
+    struct timespec real;
+    clock_gettime(CLOCK_REALTIME, &real);
+    const int64_t to_real_us = (int64_t)real.tv_sec * 1000000 + real.tv_nsec / 1000
+                               - (int64_t)now_us();
     const uint64_t start = now_us() + 20000; /* the first request is due in 20 ms */
     const uint64_t window = (uint64_t)(seconds * 1e6), timeout = (uint64_t)(timeout_s * 1e6);
-    const uint64_t total = (uint64_t)(rate * seconds + 0.5);
-    const double interval = 1e6 / rate;
+    uint64_t total = closed_loop ? UINT64_MAX : (uint64_t)(rate * seconds + 0.5);
+    const double interval = closed_loop ? 0 : 1e6 / rate;
     uint64_t offset = (uint64_t)getpid() * 7919u; /* where in the bodies this run starts */
     struct epoll_event events[512];
     for (;;) {
@@ -377,7 +459,12 @@ int main(int argc, char **argv) {
         while (n_retry > 0 || next_index < total) {
             uint64_t index, due;
             if (n_retry > 0) { index = retry_stack[n_retry - 1]; due = retry_due[n_retry - 1]; }
-            else {
+            else if (closed_loop) {  /* every free connection sends at once, in the window */
+                if (now < start) break;
+                if (now >= start + window) { total = next_index; break; }
+                due = now;
+                index = next_index + offset;
+            } else {
                 due = start + (uint64_t)((double)next_index * interval);
                 if (due > now) break;
                 index = next_index + offset;
@@ -389,22 +476,30 @@ int main(int argc, char **argv) {
             count.sent++;
             start_request(c, index, due, now);
         }
-        uint64_t due_so_far = now < start ? 0 : (uint64_t)((double)(now - start) / interval) + 1;
-        if (due_so_far > total) due_so_far = total;
-        if (due_so_far > next_index && due_so_far - next_index > count.max_waiting)
-            count.max_waiting = due_so_far - next_index;
+        if (!closed_loop) {
+            uint64_t due_so_far = now < start ? 0
+                : (uint64_t)((double)(now - start) / interval) + 1;
+            if (due_so_far > total) due_so_far = total;
+            if (due_so_far > next_index && due_so_far - next_index > count.max_waiting)
+                count.max_waiting = due_so_far - next_index;
+        }
         /* timeouts: a request outstanding too long closes its connection */
         int busy = 0;
         for (int i = 0; i < n_conns; i++) {
             conn_t *c = &conns[i];
             if (c->fd < 0 || c->state == IDLE) continue;
-            if (now - c->due_us > timeout) { count.timeout++; close_conn(c); continue; }
+            if (now - c->due_us > timeout) {
+                count.timeout++;
+                request_failed(c, now);
+                close_conn(c);
+                continue;
+            }
             busy++;
         }
         if (next_index >= total && n_retry == 0 && busy == 0) break;
         if (now > start + window + timeout) break;   /* the rest never finished */
         uint64_t wait_us = 50000;  /* until the next request is due, at most 50 ms */
-        if (next_index < total && n_retry == 0) {
+        if (next_index < total && n_retry == 0 && !closed_loop) {
             uint64_t next_due = start + (uint64_t)((double)next_index * interval);
             wait_us = next_due > now ? next_due - now : 0;
             if (wait_us > 50000) wait_us = 50000;
@@ -421,6 +516,7 @@ int main(int argc, char **argv) {
                 getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
                 if (err || (events[i].events & EPOLLERR)) {  /* its request ends here */
                     count.connect++;
+                    request_failed(c, now);
                     close_conn(c);
                     continue;
                 }
@@ -435,6 +531,7 @@ int main(int argc, char **argv) {
         }
     }
     uint64_t finished = now_us();
+    write_answers(to_real_us);
     count.due = total;
     uint64_t ended = count.completed + count.timeout + count.read + count.write + count.connect;
     count.unfinished = total > ended ? total - ended : 0;

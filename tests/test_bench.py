@@ -9,6 +9,7 @@ import shutil
 import socketserver
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -418,7 +419,8 @@ OPENLOOP_C = Path(__file__).resolve().parent.parent / "loadtests" / "openloop.c"
 
 class TinyHttp(socketserver.ThreadingTCPServer):
     """A keep-alive HTTP/1.1 server on loopback that keeps every body it got: a body with
-    "fail" is answered 503, "close" with Connection: close, "chunk" chunked; else 200."""
+    "fail" is answered 503, "close" with Connection: close, "chunk" chunked; else 200, and
+    "tag" adds `X-Agbento-Model: m:1`."""
 
     daemon_threads = True
 
@@ -451,8 +453,9 @@ class TinyHandler(socketserver.StreamRequestHandler):
                 continue
             status = b"503 Busy" if b"fail" in body else b"200 OK"
             close = b"Connection: close\r\n" if b"close" in body else b""
+            tag = b"X-Agbento-Model: m:1\r\n" if b"tag" in body else b""
             self.wfile.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\n" + close
-                             + b"\r\nok")
+                             + tag + b"\r\nok")
             if close:
                 return
 
@@ -483,6 +486,35 @@ def test_the_open_loop_generator_sends_every_due_request_and_counts_what_came_ba
     assert 0 <= summary["p50_ms"] <= summary["p99_ms"] <= summary["p999_ms"] <= summary["max_ms"]
 
 
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds loadtests/openloop.c")
+def test_closed_loop_writes_every_answer_with_its_times_status_and_model(
+        tmp_path: Path) -> None:
+    binary = tmp_path / "openloop"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(OPENLOOP_C)], check=True)
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text('{"tag":1}\n{"n":2}\n{"fail":3}\n{"close":4,"tag":1}\n')
+    log = tmp_path / "answers.txt"
+    server = TinyHttp()
+    try:
+        started = time.time()
+        done = subprocess.run(
+            [str(binary), "-C", "-d", "0.5", "-c", "3", "-l", str(log),
+             f"http://127.0.0.1:{server.port}/p"],
+            env={"BODIES_FILE": str(bodies), "CONTENT_TYPE": "application/json"},
+            capture_output=True, text=True, timeout=60, check=True)
+        ended = time.time()
+    finally:
+        server.stop()
+    summary = json.loads(done.stdout.split("OPENLOOP_JSON ", 1)[1])
+    answers = [line.split() for line in log.read_text().splitlines()]
+    assert summary["requests"] == len(answers) == len(server.bodies) > 20
+    assert summary["errors"] == 0 and summary["connections"] <= 3
+    for sent, answered, status, model in answers:
+        assert started - 1 < int(sent) / 1e6 <= int(answered) / 1e6 < ended + 1
+        assert (status, model) in {("200", "m:1"), ("200", "-"), ("503", "-")}
+    assert sum(a[2] == "503" for a in answers) == summary["non2xx"] > 0
+
+
 def test_the_open_loop_generator_refuses_a_target_off_loopback(tmp_path: Path) -> None:
     if shutil.which("gcc") is None:
         pytest.skip("gcc builds loadtests/openloop.c")
@@ -493,3 +525,85 @@ def test_the_open_loop_generator_refuses_a_target_off_loopback(tmp_path: Path) -
     done = subprocess.run([str(binary), "-r", "10", "-d", "1", "http://10.1.2.3:80/"],
                           env={"BODY_FILE": str(body)}, capture_output=True, text=True)
     assert done.returncode == 2 and "only loopback" in done.stderr
+
+
+def test_ab_settings_runs_and_order() -> None:
+    from loadtests import ab
+
+    assert ab.parse_env(["AGBENTO_MONITORING=on", "AGBENTO_SHADOW_MODEL=", "X=a=b"]) == {
+        "AGBENTO_MONITORING": "on", "AGBENTO_SHADOW_MODEL": None, "X": "a=b"}
+    with pytest.raises(Exception, match="NAME=VALUE"):
+        ab.parse_env(["AGBENTO_MONITORING"])
+    assert ab.parse_runs("single:64,1000-json:4") == [("single", 64), ("1000-json", 4)]
+    with pytest.raises(Exception, match="KIND:CLIENTS"):
+        ab.parse_runs("10000-json:4")
+    assert [ab.order(n) for n in (1, 2, 3)] == [("a", "b"), ("b", "a"), ("a", "b")]
+
+
+def test_ab_counters_are_summed_per_label_set_and_their_increase_kept() -> None:
+    from loadtests import ab
+
+    text = ('# HELP agbento_shadow_requests_total x\n# TYPE agbento_shadow_requests_total counter\n'
+            'agbento_shadow_requests_total{result="scored",shadow="m:2"} 10.0\n'
+            'agbento_shadow_requests_total{result="dropped",shadow="m:2"} 0.0\n'
+            '# HELP other_total y\n# TYPE other_total counter\nother_total 5.0\n')
+    totals = ab.counter_totals(text, "agbento_shadow_requests")
+    assert totals == {"result=scored,shadow=m:2": 10.0, "result=dropped,shadow=m:2": 0.0}
+    assert ab.increase({"result=scored,shadow=m:2": 4.0}, totals) == {
+        "result=scored,shadow=m:2": 6.0}
+
+
+def test_ab_summary_pairs_each_round_and_takes_the_median_ratio() -> None:
+    from loadtests import ab
+
+    runs = [{"round": n, "arm": arm, "kind": "single", "requests_per_s": rps}
+            for n, arm, rps in [(1, "a", 97), (1, "b", 100), (2, "b", 100), (2, "a", 90),
+                                (3, "a", 99), (3, "b", 100), (4, "a", 50)]]  # 4: no B
+    summary = ab.summarize(runs, "single", 3.0)
+    assert [r["ratio"] for r in summary["rounds"]] == [0.97, 0.9, 0.99]
+    assert [r["first"] for r in summary["rounds"]] == ["a", "b", "a"]
+    assert summary["median_ratio"] == 0.97 and summary["cost_pct"] == 3.0
+    assert summary["met"] is True and summary["spread"] == [0.9, 0.99]
+    assert ab.summarize(runs, "single", 2.0)["met"] is False
+    assert ab.summarize(runs, "1000-json", None)["median_ratio"] is None
+
+
+def test_swap_reads_answers_and_the_servers_swap_lines() -> None:
+    from loadtests import swap
+
+    answers = swap.read_answers("2000000 2500000 200 m:2\n1000000 1200000 0 -\n")
+    assert answers == [swap.Answer(1.0, 1.2, 0, None), swap.Answer(2.0, 2.5, 200, "m:2")]
+    log = "\n".join([
+        'not json, model swapped',
+        json.dumps({"ts": "2026-12-04T10:00:01.500+00:00", "pid": 7, "msg":
+                    "model swapped: m:1 -> m:2 (m@production, loaded and warmed in 0.8 s)"}),
+        json.dumps({"ts": "2026-12-04T10:00:01.000+00:00", "pid": 8, "msg": "request"})])
+    (line,) = swap.swap_lines(log)
+    assert line["pid"] == 7 and (line["old"], line["new"], line["load_s"]) == ("m:1", "m:2", 0.8)
+    assert line["ts"] == pd.Timestamp("2026-12-04T10:00:01.5Z").timestamp()
+
+
+def test_swap_gaps_old_answers_and_memory_per_promotion() -> None:
+    from loadtests import swap
+
+    assert swap.longest_gap([1.0, 1.1, 1.9], 0.8, 2.0) == pytest.approx(0.8)
+    assert swap.longest_gap([], 0.0, 1.5) == 1.5
+    ok = [swap.Answer(t - 0.01, t, 200, "m:1" if t < 10.3 else "m:2")
+          for t in [x / 10 for x in range(80, 120)] if not 10.0 < t < 10.25]
+    late_old = swap.Answer(10.35, 10.4, 200, "m:1")  # sent after the last worker swapped
+    after_next = swap.Answer(12.5, 12.6, 200, "m:1")  # the next promotion brought m:1 back
+    answers = sorted([*ok, late_old, after_next, swap.Answer(10.1, 10.12, 503, None)],
+                     key=lambda a: a.done)
+    promotions = [{"at": 10.0, "old": "m:1", "new": "m:2"}]
+    swaps = [{"ts": 10.2, "pid": 1, "old": "m:1", "new": "m:2", "load_s": 0.1},
+             {"ts": 10.3, "pid": 2, "old": "m:1", "new": "m:2", "load_s": 0.2},
+             {"ts": 9.0, "pid": 1, "old": "m:0", "new": "m:1", "load_s": 0.1}]
+    series = [(9.9, 100 * 2**20), (10.2, 150 * 2**20), (11.5, 110 * 2**20)]
+    (entry,) = swap.analyse(promotions, swaps, answers, series, 12.0, {1: "api", 2: "api"})
+    assert [w["after_s"] for w in entry["workers"]] == [0.2, 0.3]
+    assert entry["last_swap_after_s"] == 0.3 and entry["window_s"] == 0.8
+    assert entry["longest_gap_ms"] == pytest.approx(300, abs=1)  # 10.0 -> 10.3
+    assert entry["control_gap_ms"] == pytest.approx(100, abs=1)
+    assert entry["non2xx"] == 1 and entry["errors"] == 0
+    assert entry["old_sent_after_last_swap"] == 1
+    assert entry["rss_mb"] == {"before": 100.0, "peak": 150.0, "after": 110.0}
