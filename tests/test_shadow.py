@@ -3,16 +3,18 @@ agreement counted and its disagreements logged; the answers never change."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from prometheus_client import REGISTRY
 
 from agbento.models.store import ModelCard
 from agbento.runtime.inference import ScoredRequest, TabularRuntime
-from agbento.runtime.shadow import ShadowIncompatible, ShadowScorer
+from agbento.runtime.shadow import ShadowIncompatible, ShadowScorer, _Offered, offered_rows
 from agbento.training.pipeline import demo_table, train
 from tests.helpers import metric_samples, penguin_rows, total
 from tests.servers import start_server
@@ -55,6 +57,26 @@ def test_the_same_model_in_the_shadow_agrees_on_every_row(tiny_models: TinyModel
     shadow.offer(served.schema, rows, scored, card.tag, "r-1")
     wait_until(lambda: rows_counted(card.tag, "agree") >= before + 40)
     assert rows_counted(card.tag, "disagree") == 0
+
+
+def test_offered_rows_keep_their_order_across_value_lists_frames_and_schemas(
+        tiny_models: TinyModels) -> None:
+    served = TabularRuntime.ready_to_serve(tiny_models.multiclass)
+    schema = served.schema
+    rows = schema.validate_rows(penguin_rows("species", 7)).rows
+    # the same features in another order: a second served version's schema
+    reordered = dataclasses.replace(schema, features=tuple(reversed(schema.features)))
+    reordered_rows = [list(reversed(row)) for row in rows[5:7]]
+    answer = ScoredRequest("[]", "null")
+    offers = [_Offered(rows[0:1], schema, answer, "a", "r0"),
+              _Offered(rows[1:3], schema, answer, "a", "r1"),
+              _Offered(schema.to_frame(rows[3:5]), schema, answer, "a", "r2"),
+              _Offered(reordered_rows[0:1], reordered, answer, "b", "r3"),
+              _Offered(reordered_rows[1:2], reordered, answer, "b", "r4")]
+    got = schema.to_frame(offered_rows(offers))
+    expected = schema.to_frame(rows)
+    assert len(got) == 7
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
 
 
 def test_a_full_queue_drops_and_counts(tiny_models: TinyModels, tmp_path: Path) -> None:

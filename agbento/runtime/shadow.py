@@ -54,9 +54,32 @@ class _Offered:
     served_tag: str
     request_id: str
 
-    def frame(self) -> pd.DataFrame:
-        return self.group if isinstance(self.group, pd.DataFrame) else self.schema.to_frame(
-            self.group)
+
+
+def offered_rows(batch: list[_Offered]) -> pd.DataFrame:
+    """Every offered row, in order, as one table of the served columns. Consecutive value
+    lists of one schema become one frame: a frame per single-row request (and a concat of
+    hundreds) would cost the shadow's thread, holding the GIL, more than its model call."""
+    parts: list[pd.DataFrame] = []
+    pending: list[list[Any]] = []
+    pending_schema: FeatureSchema | None = None
+
+    def flush() -> None:
+        if pending and pending_schema is not None:
+            parts.append(pending_schema.to_frame(pending))
+        pending.clear()
+
+    for offered in batch:
+        if isinstance(offered.group, pd.DataFrame):
+            flush()
+            parts.append(offered.group)
+            continue
+        if offered.schema is not pending_schema:
+            flush()
+            pending_schema = offered.schema
+        pending.extend(offered.group)
+    flush()
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 # The shadow's thread scores at most this often: what queues meanwhile is one model call
@@ -138,7 +161,7 @@ class ShadowScorer:
             time.sleep(max(0.0, BATCH_INTERVAL_S - (time.monotonic() - started)))
 
     def _score(self, batch: list[_Offered]) -> None:
-        frame = self.schema.to_frame(pd.concat([b.frame() for b in batch], ignore_index=True))
+        frame = self.schema.to_frame(offered_rows(batch))
         labels, _ = self.runtime.predict_frame(frame)
         shadow = labels.tolist()
         served = [p for b in batch for p in b.scored.columns.predictions.to_pylist()]
