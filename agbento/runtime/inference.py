@@ -324,11 +324,11 @@ class ScoredRequest:
         if isinstance(self.placement, slice) and self.source is not None:
             return self.source.columns.sliced(self.placement)  # a request of a merged batch
         if self.labels is not None:
-            matrix = None if self.proba is None else json_floats(
-                self.proba.to_numpy(dtype=np.float64))
+            # the arrays `labels_json`/`proba_json` read too: taken from pandas once
+            matrix = None if self.proba is None else json_floats(self._proba_values)
             return AnswerColumns(
-                label_array(self.labels.to_numpy()),
-                None if self.proba is None else [str(key) for key in self.proba.columns],
+                label_array(self._label_values),
+                None if self.proba is None else self._proba_keys,
                 matrix, np.ones(len(self.labels), dtype=bool))
         if self.source is not None and isinstance(self.placement, np.ndarray):
             return self.source.columns.taken(self.placement)

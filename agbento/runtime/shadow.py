@@ -55,7 +55,6 @@ class _Offered:
     request_id: str
 
 
-
 def offered_rows(batch: list[_Offered]) -> pd.DataFrame:
     """Every offered row, in order, as one table of the served columns. Consecutive value
     lists of one schema become one frame: a frame per single-row request (and a concat of
@@ -164,7 +163,7 @@ class ShadowScorer:
         frame = self.schema.to_frame(offered_rows(batch))
         labels, _ = self.runtime.predict_frame(frame)
         shadow = labels.tolist()
-        served = [p for b in batch for p in b.scored.columns.predictions.to_pylist()]
+        served = [p for b in batch for p in b.scored.prediction_values]
         answered = [i for i, p in enumerate(served) if p is not None]
         SHADOW_REQUESTS.labels(shadow=self.tag, result="scored").inc(len(batch))
         if self.classification:
